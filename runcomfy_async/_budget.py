@@ -1,0 +1,129 @@
+"""The client-wide request budget: one rate shared by submit, poll and cancel, and the 429 pause.
+
+Every request the client sends first passes :meth:`RequestBudget.acquire`. Three things
+happen there:
+
+* **Pause.** After a 429 the whole client stops sending until ``Retry-After`` (or a backoff)
+  has passed: no request leaves during the pause, whichever task wants to send it.
+* **Priority.** When requests queue for the rate, reads (polls, cancels) go first, but one
+  grant in ``submit_share`` goes to a waiting submit, so a flood of submits never starves the
+  jobs already in flight and polling never stops new work from flowing.
+* **Rate.** An :class:`aiolimiter.AsyncLimiter` leaky bucket of ``max_rate`` requests per
+  second with a burst of ``burst``; ``max_rate=None`` means no client-side limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from typing import Literal
+
+from aiolimiter import AsyncLimiter
+
+__all__ = ["RequestBudget"]
+
+logger = logging.getLogger("runcomfy_async")
+
+Kind = Literal["read", "submit"]
+
+
+class RequestBudget:
+    """A shared, prioritised request rate with a global pause.
+
+    Args:
+        max_rate: requests per second for the whole client; ``None`` for no limit.
+        burst: how many requests may leave at once after an idle spell (default: one
+            second's worth, ``max_rate``).
+        submit_share: when both kinds wait, one grant in this many goes to a submit.
+    """
+
+    def __init__(
+        self, max_rate: float | None = None, *, burst: float | None = None, submit_share: int = 4
+    ):
+        if max_rate is not None and max_rate <= 0:
+            raise ValueError("max_rate must be > 0 or None")
+        if submit_share < 1:
+            raise ValueError("submit_share must be >= 1")
+        self.max_rate = max_rate
+        self._limiter: AsyncLimiter | None = None
+        if max_rate is not None:
+            size = burst if burst is not None else max(1.0, max_rate)
+            # AsyncLimiter(max_rate=size, time_period=size/rate): bucket of `size`, leaking at rate.
+            self._limiter = AsyncLimiter(size, size / max_rate)
+        self._submit_share = submit_share
+        self._paused_until = 0.0
+        self._busy = False
+        self._waiters: dict[Kind, collections.deque[asyncio.Future[None]]] = {
+            "read": collections.deque(),
+            "submit": collections.deque(),
+        }
+        self._grants = 0
+        self.pauses = 0
+        self.granted: collections.Counter[str] = collections.Counter()
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left in the current pause (0 when not paused)."""
+        return max(0.0, self._paused_until - time.monotonic())
+
+    def pause(self, seconds: float) -> None:
+        """Stop every request from leaving for ``seconds`` (extends, never shortens, a pause)."""
+        until = time.monotonic() + max(0.0, seconds)
+        if until > self._paused_until:
+            self._paused_until = until
+            self.pauses += 1
+            logger.info("rate limited by the API: pausing all requests for %.2f s", seconds)
+
+    async def acquire(self, kind: Kind = "read") -> None:
+        """Wait until a request of ``kind`` may leave (pause over, rate allows, its turn)."""
+        if self._busy or self._waiters["read"] or self._waiters["submit"]:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters[kind].append(fut)
+            try:
+                await fut
+            except BaseException:
+                if fut.done() and not fut.cancelled():
+                    # We were handed the turn but are leaving: pass it on.
+                    self._busy = False
+                    self._wake_next()
+                else:
+                    self._remove(kind, fut)
+                raise
+        self._busy = True
+        try:
+            await self._wait_for_slot()
+        finally:
+            self._busy = False
+            self._wake_next()
+        self.granted[kind] += 1
+
+    async def _wait_for_slot(self) -> None:
+        while True:
+            wait = self._paused_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            if self._limiter is not None:
+                await self._limiter.acquire()
+                if self._paused_until > time.monotonic():
+                    continue  # a 429 arrived while we waited for the rate: honour it first
+            return
+
+    def _remove(self, kind: Kind, fut: asyncio.Future[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._waiters[kind].remove(fut)
+
+    def _wake_next(self) -> None:
+        reads, submits = self._waiters["read"], self._waiters["submit"]
+        while reads or submits:
+            self._grants += 1
+            prefer_submit = self._grants % self._submit_share == 0
+            queue = submits if (submits and (prefer_submit or not reads)) else reads
+            fut = queue.popleft()
+            if not fut.done():
+                self._busy = True
+                fut.set_result(None)
+                return

@@ -1,0 +1,131 @@
+"""Configuration checks that run before any request: token, base URL, model and request ids."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from urllib.parse import urlsplit
+
+from ._exceptions import ConfigError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "TOKEN_ENV_VARS",
+    "check_model_id",
+    "check_request_id",
+    "resolve_base_url",
+    "resolve_token",
+]
+
+DEFAULT_BASE_URL = "https://model-api.runcomfy.net"
+TOKEN_ENV_VARS = ("RUNCOMFY_API_TOKEN", "RUNCOMFY_TOKEN", "RUNCOMFY_API_KEY")
+BASE_URL_ENV_VAR = "RUNCOMFY_BASE_URL"
+
+_MODEL_ID = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+def resolve_token(api_token: str | None) -> str:
+    """The token from the argument, else the first of :data:`TOKEN_ENV_VARS` that is set.
+
+    Raises:
+        ConfigError: no token anywhere, or one that cannot travel in an HTTP header.
+    """
+    token = api_token
+    if token is None:
+        for name in TOKEN_ENV_VARS:
+            value = os.environ.get(name, "").strip()
+            if value:
+                token = value
+                break
+    if not token:
+        raise ConfigError(
+            "no RunComfy API token: pass api_token=... or set one of "
+            + ", ".join(TOKEN_ENV_VARS)
+            + " (create a token on your RunComfy profile page)"
+        )
+    token = token.strip()
+    if token.lower().startswith("bearer "):
+        raise ConfigError("pass the API token without the 'Bearer ' prefix")
+    if not _TOKEN.fullmatch(token):
+        raise ConfigError("the API token contains spaces or characters that cannot be sent")
+    return token
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_base_url(base_url: str | None, *, allow_insecure: bool = False) -> str:
+    """The API origin from the argument, else ``RUNCOMFY_BASE_URL``, else the production URL.
+
+    A trailing ``/v1`` (the convention of RunComfy's CLI) is accepted and dropped, since the
+    client adds ``/v1/...`` itself.
+
+    Raises:
+        ConfigError: not an http(s) URL, credentials or a query in it, or ``http://`` to a
+            host that is not loopback (the token would travel in clear text) unless
+            ``allow_insecure`` is true.
+    """
+    raw = base_url if base_url is not None else os.environ.get(BASE_URL_ENV_VAR) or DEFAULT_BASE_URL
+    raw = raw.strip()
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"malformed base URL {raw!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"base URL must be http(s)://host[:port], got {raw!r}")
+    if parts.username or parts.password:
+        raise ConfigError("base URL must not carry credentials; pass api_token instead")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"base URL must not have a query or fragment, got {raw!r}")
+    if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            f"refusing http:// to {parts.hostname}: the token would travel in clear text; "
+            "use https:// or pass allow_insecure=True"
+        )
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):
+        path = path[:-3]
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return f"{parts.scheme}://{netloc}{path}"
+
+
+def check_model_id(model_id: str) -> str:
+    """Check that ``model_id`` is ``segment(/segment)*`` of ``[A-Za-z0-9_.-]``, no ``.``/``..``.
+
+    Raises:
+        ConfigError: the id is malformed (it would change the request path).
+    """
+    if not isinstance(model_id, str) or not _MODEL_ID.fullmatch(model_id):
+        raise ConfigError(
+            f"malformed model id {model_id!r}: expected segments of letters, digits, '_', '.', '-'"
+            " separated by '/', e.g. 'google/nano-banana-2/text-to-image'"
+        )
+    if any(segment in (".", "..") for segment in model_id.split("/")):
+        raise ConfigError(f"malformed model id {model_id!r}: '.' and '..' segments are not allowed")
+    return model_id
+
+
+def check_request_id(request_id: str) -> str:
+    """Check that ``request_id`` is an opaque id that cannot change the request path.
+
+    Raises:
+        ConfigError: empty, too long, or holding ``/``, ``..``, ``?``, ``%`` or the like.
+    """
+    if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+        raise ConfigError(
+            f"malformed request id {request_id!r}: expected 1-128 letters, digits, '_', '-', '.'"
+        )
+    if ".." in request_id:
+        raise ConfigError(f"malformed request id {request_id!r}: '..' is not allowed")
+    return request_id

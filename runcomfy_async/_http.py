@@ -1,0 +1,264 @@
+"""The aiohttp seam: send one API request, read a bounded body, map every failure to our errors.
+
+This module and the downloader are the only places that touch aiohttp's client. The API
+session carries the token in its default headers, talks to the API origin only, and never
+follows redirects (a redirect to another origin must not receive the token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+
+from ._exceptions import (
+    APIStatusError,
+    AuthenticationError,
+    NotFoundError,
+    RateLimitError,
+    RequestTimeoutError,
+    ResponseValidationError,
+    ServerError,
+    TransportError,
+)
+from ._retry import parse_retry_after
+from ._version import __version__
+from ._wire import ERROR_DECODER, ErrorBody
+
+__all__ = ["ApiTransport", "Reply"]
+
+T = TypeVar("T")
+
+_TITLE = re.compile(rb"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP answer: status, the one header we use, and the raw body."""
+
+    status: int
+    body: bytes
+    retry_after: float | None
+    content_type: str
+
+
+class ApiTransport:
+    """Owns the API's aiohttp session: one keep-alive pool, the token, bounded reads.
+
+    Args:
+        base_url: origin of the API, e.g. ``https://model-api.runcomfy.net`` (no path).
+        token: the API token; only ever sent to ``base_url``.
+        connect_timeout: seconds to open a connection.
+        read_timeout: seconds to wait for each read from the socket.
+        max_connections: size of the keep-alive pool.
+        max_body_bytes: larger answers are refused without reading them whole.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: str,
+        connect_timeout: float,
+        read_timeout: float,
+        max_connections: int,
+        max_body_bytes: int,
+    ):
+        self.base_url = base_url
+        self._token = token
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._max_connections = max_connections
+        self._max_body = max_body_bytes
+        self._session: aiohttp.ClientSession | None = None
+        self.requests_sent = 0
+
+    def __repr__(self) -> str:
+        return f"ApiTransport(base_url={self.base_url!r}, token=<redacted>)"
+
+    async def open(self) -> None:
+        """Create the session; must run inside the event loop that will use it."""
+        if self._session is not None:
+            return
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, limit_per_host=self._max_connections, ttl_dns_cache=300
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            headers={
+                "Authorization": f"Bearer {self._token}",
+                "Accept": "application/json",
+                "User-Agent": f"runcomfy-async/{__version__}",
+            },
+            raise_for_status=False,
+            auto_decompress=True,
+            trust_env=False,
+        )
+
+    async def close(self) -> None:
+        """Close the session and its pool (idempotent)."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def redact(self, text: str) -> str:
+        """Remove the token from ``text`` should a server ever echo it back."""
+        return text.replace(self._token, "<redacted>") if self._token else text
+
+    async def send(self, method: str, path: str, body: bytes | None = None) -> Reply:
+        """Send one request to ``base_url + path``; raise :class:`TransportError` on no answer.
+
+        ``TransportError.connected`` is ``False`` only when the connection could not be opened,
+        which proves the request never reached the server.
+        """
+        session = self._session
+        url = self.base_url + path
+        if session is None:
+            raise RuntimeError("the client is not open; use 'async with AsyncClient()'")
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        self.requests_sent += 1
+        try:
+            async with session.request(
+                method, url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
+                data = await self._read_capped(resp, method, url)
+                return Reply(
+                    status=resp.status,
+                    body=data,
+                    retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                    content_type=resp.headers.get("Content-Type", ""),
+                )
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise RequestTimeoutError(
+                "timed out opening a connection", method=method, url=url, connected=False
+            ) from exc
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            raise RequestTimeoutError(
+                "timed out waiting for the answer", method=method, url=url
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError(
+                f"could not connect: {self.redact(str(exc.os_error or exc))}",
+                method=method,
+                url=url,
+                connected=False,
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            reason = self.redact(str(exc)) or type(exc).__name__
+            raise TransportError(
+                f"connection broken: {type(exc).__name__}: {reason}", method=method, url=url
+            ) from exc
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse, method: str, url: str) -> bytes:
+        length = resp.content_length
+        if length is not None and length > self._max_body:
+            raise ResponseValidationError(
+                f"answer of {length} bytes exceeds the {self._max_body}-byte cap",
+                method=method,
+                url=url,
+            )
+        if length is not None:
+            return await resp.read()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > self._max_body:
+                raise ResponseValidationError(
+                    f"answer exceeds the {self._max_body}-byte cap", method=method, url=url
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def decode(self, reply: Reply, decoder: Callable[[bytes], T], method: str, path: str) -> T:
+        """Decode a 2xx body with ``decoder``; raise the matching error for anything else.
+
+        HTTP 200 with a non-null ``error_code`` is an error, never a success.
+        """
+        url = self.base_url + path
+        if not 200 <= reply.status < 300:
+            raise self.status_error(reply, method, url)
+        if b'"error_code"' in reply.body or b'"code"' in reply.body:
+            envelope = _decode_error(reply.body)
+            if (
+                envelope is not None
+                and envelope.numeric_code is not None
+                and (envelope.error_code is not None or envelope.error is not None)
+            ):
+                raise self.status_error(reply, method, url, envelope)
+        try:
+            return decoder(reply.body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            snippet = self.redact(reply.body[:120].decode("utf-8", "replace"))
+            raise ResponseValidationError(
+                f"undecodable answer (HTTP {reply.status}): {exc}; body starts {snippet!r}",
+                method=method,
+                url=url,
+            ) from exc
+
+    def status_error(
+        self, reply: Reply, method: str, url: str, envelope: ErrorBody | None = None
+    ) -> APIStatusError:
+        """Build the :class:`APIStatusError` subclass that fits an error answer."""
+        envelope = envelope or _decode_error(reply.body)
+        code = envelope.numeric_code if envelope else None
+        status = reply.status
+        if 200 <= status < 300 and code is not None:
+            status = code // 1000 if 100 <= code // 1000 <= 599 else 500
+        message = envelope.text if envelope is not None and envelope.text else _describe_body(reply)
+        if reply.status != status:
+            message = f"{message} (sent as HTTP {reply.status})"
+        kw: dict[str, Any] = {
+            "method": method,
+            "url": url,
+            "status_code": status,
+            "error_code": code,
+            "detail": envelope.detail if envelope else None,
+            "body": self.redact(reply.body[:1024].decode("utf-8", "replace")),
+        }
+        message = self.redact(message)
+        cls = _status_class(status, code)
+        if cls is RateLimitError:
+            return RateLimitError(message, retry_after=reply.retry_after, **kw)
+        return cls(message, **kw)
+
+
+def _decode_error(body: bytes) -> ErrorBody | None:
+    try:
+        return ERROR_DECODER.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _describe_body(reply: Reply) -> str:
+    if not reply.body:
+        return "empty body"
+    title = _TITLE.search(reply.body[:4096])
+    if title:
+        text = title.group(1).decode("utf-8", "replace").strip()
+        return f"non-JSON answer ({reply.content_type or 'no content type'}): {text}"
+    snippet = reply.body[:80].decode("utf-8", "replace")
+    return f"non-JSON answer ({reply.content_type or 'no content type'}): {snippet}"
+
+
+def _status_class(status: int, code: int | None) -> type[APIStatusError]:
+    if (
+        status in (401, 403)
+        or code in (401001, 400004)
+        or (code is not None and code // 1000 == 403)
+    ):
+        return AuthenticationError
+    if status == 404 or (code is not None and code // 1000 == 404):
+        return NotFoundError
+    if status == 429:
+        return RateLimitError
+    if status >= 500:
+        return ServerError
+    return APIStatusError

@@ -1,0 +1,405 @@
+"""The poller: one schedule for every job in flight, a fixed set of request workers.
+
+There is no loop and no sleep per job. Jobs sit in a min-heap keyed by their next due
+time; one scheduler task pops the due ones onto a queue; a fixed pool of worker tasks
+(``workers``, default 16) sends the checks over the client's shared session. The number of
+tasks is the same with one job in flight or a hundred thousand.
+
+What to check and when:
+
+* A job believed running is checked with ``GET /result``, which answers the current state
+  while pending, so no separate ``/status`` call is spent. Checks are placed where the
+  chance that the job is still running has fallen by ``ratio`` (50th, 75th, 87.5th ...
+  percentile of the learned duration distribution for ``ratio=0.5``), capped and jittered.
+* Until a model has a finished job to learn from, only a few of its jobs (the oldest)
+  probe with a geometric backoff; the others wait for the first estimate instead of
+  spending requests on guesses.
+* A job seen queued is checked with ``GET /status`` for its ``queue_position``; with the
+  observed rate at which that model's jobs finish, the next check goes where it should
+  have started and run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+import anyio.abc
+
+from ._estimate import DrainRate, DurationModel
+from ._exceptions import (
+    APIError,
+    APIStatusError,
+    JobCancelledError,
+    JobFailedError,
+)
+from ._jobs import Job
+from ._retry import RetryPolicy, is_retryable_read
+from ._wire import Result, StatusResponse
+
+__all__ = ["PollSettings", "Poller"]
+
+logger = logging.getLogger("runcomfy_async")
+
+NOT_READY = 400005
+"""The error code some deployments answer (HTTP 400) for a result that is not ready yet."""
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    """Knobs of the adaptive schedule (all times in seconds).
+
+    Attributes:
+        ratio: the one trade-off knob, in (0, 1). Each check is placed where the chance that
+            the job is still running has fallen to ``ratio`` times its value at the previous
+            check. Lower means fewer requests and slower answers (about ``1/(1-ratio)``
+            checks per job); higher means faster answers for more requests.
+        min_interval: the shortest gap between two checks of one job.
+        max_interval: the longest gap between two checks of one job.
+        first_check: the first probe of a model nothing is known about.
+        probes: how many jobs per unknown model probe before the first estimate.
+        jitter: relative jitter of every gap (``0.1`` = +-10 %).
+        workers: concurrent checks in flight (fixed pool of tasks).
+        error_limit: consecutive failed checks of one job before it fails with the error.
+    """
+
+    ratio: float = 0.5
+    min_interval: float = 0.05
+    max_interval: float = 30.0
+    first_check: float = 0.25
+    probes: int = 4
+    jitter: float = 0.05
+    workers: int = 16
+    error_limit: int = 30
+
+    def __post_init__(self) -> None:
+        if not 0 < self.ratio < 1:
+            raise ValueError("ratio must be in (0, 1)")
+        if not 0 < self.min_interval <= self.max_interval:
+            raise ValueError("need 0 < min_interval <= max_interval")
+        if self.workers < 1 or self.probes < 1 or self.error_limit < 1:
+            raise ValueError("workers, probes and error_limit must be >= 1")
+
+
+class _Entry:
+    """The poller's private state for one job."""
+
+    __slots__ = ("due", "elapsed", "errors", "job", "live", "probing", "queued", "ref")
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.live = True
+        self.ref = job.submitted_at  # when the job (is believed to have) started running
+        self.elapsed = 0.0  # elapsed since ref at the last check that found it running
+        self.due = 0.0
+        self.errors = 0
+        self.queued = False
+        self.probing = False
+
+
+class _ModelStats:
+    __slots__ = ("drain", "durations", "probing", "waiting")
+
+    def __init__(self) -> None:
+        self.durations = DurationModel()
+        self.drain = DrainRate()
+        self.probing = 0
+        self.waiting: list[_Entry] = []
+
+
+class Poller:
+    """Follows every job in flight and resolves its future. Run it with :meth:`run`."""
+
+    def __init__(
+        self,
+        *,
+        fetch_result: Callable[[str], Awaitable[Result]],
+        fetch_status: Callable[[str], Awaitable[StatusResponse]],
+        settings: PollSettings,
+        retry: RetryPolicy,
+    ):
+        self._fetch_result = fetch_result
+        self._fetch_status = fetch_status
+        self.settings = settings
+        self._retry = retry
+        self._heap: list[tuple[float, int, _Entry]] = []
+        self._seq = itertools.count()
+        self._ready: asyncio.Queue[_Entry] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._models: dict[str | None, _ModelStats] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._rng = random.Random()
+        self.checks = 0
+
+    @property
+    def in_flight(self) -> int:
+        """How many jobs the poller is following."""
+        return len(self._entries)
+
+    # ----- public, called by the client ---------------------------------------------------
+
+    def get(self, request_id: str) -> Job | None:
+        """The handle of a job being followed, if any."""
+        entry = self._entries.get(request_id)
+        return entry.job if entry is not None else None
+
+    def jobs(self) -> list[Job]:
+        """Every job being followed."""
+        return [entry.job for entry in self._entries.values()]
+
+    def track(self, job: Job, *, check_now: bool = False) -> None:
+        """Start following ``job``; ``check_now`` for re-attached jobs of unknown age."""
+        entry = _Entry(job)
+        self._entries[job.request_id] = entry
+        if check_now:
+            self._schedule(entry, time.monotonic())
+        else:
+            self._plan(entry, self._stats(job.model_id))
+
+    def check_soon(self, request_id: str) -> None:
+        """Check a followed job at once (e.g. after a cancel), whatever its schedule said."""
+        entry = self._entries.get(request_id)
+        if entry is not None:
+            entry.queued = False
+            self._schedule(entry, time.monotonic())
+
+    def resolve_cancelled(self, request_id: str) -> None:
+        """The server accepted a cancel: end the job with :class:`JobCancelledError`."""
+        entry = self._entries.get(request_id)
+        if entry is not None:
+            self._forget(entry)
+            entry.job._notify("cancelled", None)
+            self._resolve_error(entry.job, JobCancelledError(request_id=request_id))
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the scheduler and the worker pool until cancelled."""
+        async with anyio.create_task_group() as tg:
+            for _ in range(self.settings.workers):
+                tg.start_soon(self._worker)
+            task_status.started()
+            await self._scheduler()
+
+    # ----- scheduling ---------------------------------------------------------------------
+
+    def _stats(self, model_id: str | None) -> _ModelStats:
+        stats = self._models.get(model_id)
+        if stats is None:
+            stats = self._models[model_id] = _ModelStats()
+        return stats
+
+    def _schedule(self, entry: _Entry, due: float) -> None:
+        entry.due = due
+        heapq.heappush(self._heap, (due, next(self._seq), entry))
+        if self._heap[0][2] is entry:
+            self._wake.set()
+
+    def _jittered(self, gap: float) -> float:
+        s = self.settings
+        gap = min(s.max_interval, max(s.min_interval, gap))
+        return gap * (1.0 + self._rng.uniform(-s.jitter, s.jitter))
+
+    def _plan(self, entry: _Entry, stats: _ModelStats) -> None:
+        """Schedule the next check of a job believed running (or not yet seen)."""
+        s = self.settings
+        now = time.monotonic()
+        model = stats.durations
+        if model.count == 0:
+            if entry.probing or stats.probing < s.probes:
+                if not entry.probing:
+                    entry.probing = True
+                    stats.probing += 1
+                gap = s.first_check if entry.elapsed == 0 else entry.elapsed * 0.6
+                self._schedule(entry, now + self._jittered(gap))
+            else:
+                stats.waiting.append(entry)  # wait for the first estimate
+            return
+        target = model.next_check(entry.elapsed, s.ratio)
+        due = entry.ref + target
+        gap = due - now
+        self._schedule(entry, now + self._jittered(gap))
+
+    def _learned(self, stats: _ModelStats) -> None:
+        """A model got its first estimate: give every waiting job a real schedule."""
+        waiting, stats.waiting = stats.waiting, []
+        for entry in waiting:
+            if entry.live and not entry.job.done():
+                self._plan(entry, stats)
+
+    async def _scheduler(self) -> None:
+        heap = self._heap
+        while True:
+            if not heap:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            now = time.monotonic()
+            due = heap[0][0]
+            if due > now:
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), due - now)
+                continue
+            while heap and heap[0][0] <= now:
+                due, _, entry = heapq.heappop(heap)
+                if not entry.live or due != entry.due:
+                    continue  # finished, or rescheduled since this item was pushed
+                if entry.job.done():
+                    self._forget(entry)
+                    continue
+                entry.due = -1.0  # in the hands of a worker
+                self._ready.put_nowait(entry)
+
+    # ----- checking -----------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            entry = await self._ready.get()
+            if not entry.live:
+                continue
+            if entry.job.done():
+                self._forget(entry)
+                continue
+            try:
+                await self._check(entry)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never let one job's surprise kill the poller
+                logger.exception("poller: unexpected error checking %s", entry.job.request_id)
+                self._fail(entry, exc)
+
+    async def _check(self, entry: _Entry) -> None:
+        job = entry.job
+        self.checks += 1
+        try:
+            if entry.queued:
+                status = await self._fetch_status(job.request_id)
+                self._on_status(entry, status)
+            else:
+                result = await self._fetch_result(job.request_id)
+                self._on_result(entry, result)
+        except APIStatusError as exc:
+            if exc.error_code == NOT_READY:
+                entry.errors = 0
+                self._on_pending(entry, "running")
+            else:
+                self._on_error(entry, exc)
+        except APIError as exc:
+            self._on_error(entry, exc)
+
+    def _on_error(self, entry: _Entry, exc: APIError) -> None:
+        # A 429 has already paused the whole budget; the job simply waits its turn again.
+        entry.errors += 1
+        if not is_retryable_read(exc) or entry.errors >= self.settings.error_limit:
+            self._fail(entry, exc)
+            return
+        logger.debug("check of %s failed (%s); retrying", entry.job.request_id, exc)
+        self._schedule(entry, time.monotonic() + self._retry.delay_for(exc, entry.errors - 1))
+
+    def _on_result(self, entry: _Entry, result: Result) -> None:
+        entry.errors = 0
+        phase = result.phase
+        job = entry.job
+        if phase == "succeeded":
+            self._finish(entry, result)
+            job._notify("succeeded", None)
+            if not job._future.done():
+                job._future.set_result(result)
+        elif phase == "failed":
+            self._finish(entry, result)
+            job._notify("failed", None)
+            self._resolve_error(
+                job, JobFailedError(request_id=job.request_id, error=result.error, result=result)
+            )
+        elif phase == "cancelled":
+            self._forget(entry)
+            job._notify("cancelled", None)
+            self._resolve_error(job, JobCancelledError(request_id=job.request_id))
+        else:
+            self._on_pending(entry, phase or "running")
+
+    def _on_status(self, entry: _Entry, status: StatusResponse) -> None:
+        entry.errors = 0
+        phase = status.phase
+        if phase == "queued":
+            entry.job._notify("queued", status.queue_position)
+            self._plan_queued(entry, status.queue_position)
+        elif phase in ("succeeded", "failed", "cancelled"):
+            entry.queued = False  # the outcome is read from /result, at once
+            self._schedule(entry, time.monotonic())
+        else:
+            entry.queued = False
+            entry.job._notify("running", None)
+            now = time.monotonic()
+            entry.ref, entry.elapsed = now, 0.0
+            self._plan(entry, self._stats(entry.job.model_id))
+
+    def _on_pending(self, entry: _Entry, phase: str) -> None:
+        now = time.monotonic()
+        if phase == "queued":
+            entry.job._notify("queued", None)
+            entry.queued = True
+            self._schedule(entry, now + self._jittered(self.settings.min_interval))
+            return
+        entry.job._notify("running", None)
+        entry.elapsed = max(entry.elapsed, now - entry.ref)
+        self._plan(entry, self._stats(entry.job.model_id))
+
+    def _plan_queued(self, entry: _Entry, position: int | None) -> None:
+        stats = self._stats(entry.job.model_id)
+        rate = stats.drain.rate()
+        median = stats.durations.median()
+        now = time.monotonic()
+        if rate is None or position is None:
+            gap = median if median is not None else self.settings.first_check * 4
+        else:
+            # Check again around when the jobs ahead should have drained.
+            gap = max(self.settings.min_interval, (position + 1) / rate * 0.8)
+        self._schedule(entry, now + self._jittered(gap))
+
+    # ----- outcomes -----------------------------------------------------------------------
+
+    def _finish(self, entry: _Entry, result: Result) -> None:
+        stats = self._stats(entry.job.model_id)
+        first = stats.durations.count == 0
+        created, finished = result.created_at, result.finished_at
+        if created is not None and finished is not None:
+            if not entry.queued and entry.job.phase != "queued":
+                stats.durations.add((finished - created).total_seconds())
+            stats.drain.add(finished.timestamp())
+        else:
+            stats.durations.add(time.monotonic() - entry.ref)
+            stats.drain.add(time.time())
+        self._forget(entry)
+        if first and stats.durations.count:
+            self._learned(stats)
+
+    def _forget(self, entry: _Entry) -> None:
+        if not entry.live:
+            return
+        entry.live = False
+        if entry.probing:
+            entry.probing = False
+            self._stats(entry.job.model_id).probing -= 1
+        if self._entries.get(entry.job.request_id) is entry:
+            del self._entries[entry.job.request_id]
+
+    def _fail(self, entry: _Entry, exc: BaseException) -> None:
+        self._forget(entry)
+        self._resolve_error(entry.job, exc)
+
+    @staticmethod
+    def _resolve_error(job: Job, exc: BaseException) -> None:
+        fut = job._future
+        if not fut.done():
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: an unawaited failed job must not log noise

@@ -1,0 +1,131 @@
+"""Retry policy, pure and side-effect free: what may be retried, how long to wait.
+
+Two rules carry the weight:
+
+* Reads (status, result, cancel) are idempotent: they are retried on transport errors,
+  timeouts, 408, 429, 5xx and undecodable bodies, with exponential backoff and full jitter,
+  honouring ``Retry-After``.
+* A submit is billed. It is retried only when it provably never reached the server (the
+  connection could not be opened) or the server refused it with 429. Anything else that
+  may have reached the server becomes a :class:`SubmissionUncertainError` upstream.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+from ._exceptions import (
+    APIError,
+    APIStatusError,
+    RateLimitError,
+    ResponseValidationError,
+    TransportError,
+)
+
+__all__ = ["RetryPolicy", "parse_retry_after"]
+
+_RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How calls are retried.
+
+    Attributes:
+        max_attempts: attempts per read call, the first included (``1`` disables retries).
+        backoff_base: seconds; the ceiling of the n-th wait is ``backoff_base * 2**n``.
+        backoff_max: seconds; the largest wait between two attempts.
+        max_retry_after: seconds; a server's ``Retry-After`` above this is capped to it.
+        submit_attempts: attempts for a submit when it provably did not reach the server.
+    """
+
+    max_attempts: int = 6
+    backoff_base: float = 0.25
+    backoff_max: float = 10.0
+    max_retry_after: float = 120.0
+    submit_attempts: int = 4
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.submit_attempts < 1:
+            raise ValueError("max_attempts and submit_attempts must be at least 1")
+        if self.backoff_base < 0 or self.backoff_max < 0 or self.max_retry_after < 0:
+            raise ValueError("backoff and Retry-After bounds must be >= 0")
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based): full jitter.
+
+        Full jitter draws uniformly from ``[0, min(backoff_max, backoff_base * 2**attempt)]``
+        so that many clients failing together do not retry together.
+        """
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** min(attempt, 30)))
+        return (rng or random).uniform(0.0, ceiling)
+
+    def delay_for(self, exc: BaseException, attempt: int) -> float:
+        """The wait before retrying after ``exc``: ``Retry-After`` when given, else backoff."""
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            return min(exc.retry_after, self.max_retry_after)
+        return self.backoff(attempt)
+
+
+def is_retryable_read(exc: BaseException) -> bool:
+    """Whether an idempotent call (status, result, cancel) may be tried again after ``exc``."""
+    if isinstance(exc, TransportError):
+        return True
+    if isinstance(exc, APIStatusError):
+        return exc.status_code in _RETRYABLE_STATUS
+    return isinstance(exc, ResponseValidationError)
+
+
+def is_retryable_submit(exc: BaseException) -> bool:
+    """Whether a submit may be sent again after ``exc`` without risking a duplicate job.
+
+    True only when the request provably did not create a job: the connection could not be
+    opened, or the server answered 429 (it refused the request).
+    """
+    if isinstance(exc, TransportError):
+        return not exc.connected
+    return isinstance(exc, RateLimitError)
+
+
+def may_have_reached_server(exc: APIError) -> bool:
+    """Whether a failed submit may nevertheless have created a job on the server.
+
+    A definite 4xx answer (bad input, auth, not found, 429) says no job was created; a
+    transport error after connecting, a 5xx (possibly from a proxy that forwarded the
+    request), or an undecodable 2xx body leave the outcome unknown.
+    """
+    if isinstance(exc, TransportError):
+        return exc.connected
+    if isinstance(exc, APIStatusError):
+        return exc.status_code >= 500 or exc.status_code < 400
+    return True
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` header: delta-seconds or an HTTP-date. ``None`` if absent/bad.
+
+    Example:
+        >>> parse_retry_after("3")
+        3.0
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return None
+    return max(0.0, seconds)
