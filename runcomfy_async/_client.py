@@ -300,8 +300,8 @@ class AsyncClient:
             if inputs is not None:
                 raise ConfigError("pass either a typed model input or (model_id, inputs), not both")
             model_id = type(model).model_id
-            validate_inputs(model_id, to_payload(model))
-            body = msgspec.json.encode(model)
+            # Building a Struct directly checks nothing: validate, then send only non-defaults.
+            body = msgspec.json.encode(to_payload(model.validated()))
         else:
             model_id = check_model_id(model)
             data = {} if inputs is None else inputs

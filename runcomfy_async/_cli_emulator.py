@@ -1,0 +1,89 @@
+"""``runcomfy-async emulator``: serve the built-in Model API emulator from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["add_emulator_parser", "emulator_kwargs", "run_emulator"]
+
+
+def add_emulator_parser(sub: Any) -> None:
+    """Add the ``emulator`` sub-command and its knobs to ``sub`` (an argparse subparsers)."""
+    emu = sub.add_parser(
+        "emulator",
+        help="serve the built-in emulator of the Model API",
+        description="Serve an emulator of the RunComfy Model API on loopback, for tests and "
+        "benchmarks. Point a client at the printed base URL with any token (or --token).",
+    )
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--port", type=int, default=8787)
+    emu.add_argument("--output-port", type=int, default=0, help="port of the outputs origin")
+    emu.add_argument("--token", help="require this token (default: accept any)")
+    emu.add_argument("--duration-mean", type=float, default=1.0, help="mean job seconds")
+    emu.add_argument("--duration-sigma", type=float, default=0.3, help="lognormal sigma")
+    emu.add_argument("--concurrency", type=int, help="server slots (default: no queue)")
+    emu.add_argument("--failure-rate", type=float, default=0.0)
+    emu.add_argument("--failed-status", choices=("completed", "failed"), default="completed")
+    emu.add_argument("--pending-result", choices=("200", "400005"), default="200")
+    emu.add_argument("--rate-limit", type=float, help="requests/second before 429")
+    emu.add_argument("--rate-burst", type=int)
+    emu.add_argument("--no-retry-after", action="store_true", help="send 429 without Retry-After")
+    emu.add_argument("--error-rate", type=float, default=0.0, help="injected 5xx probability")
+    emu.add_argument("--reset-rate", type=float, default=0.0, help="connection reset probability")
+    emu.add_argument("--slow-rate", type=float, default=0.0)
+    emu.add_argument("--slow-seconds", type=float, default=5.0)
+    emu.add_argument("--malformed-rate", type=float, default=0.0)
+    emu.add_argument(
+        "--fault-endpoints",
+        default="status,result",
+        help="comma-separated endpoints the faults apply to (submit,status,result,cancel,output)",
+    )
+    emu.add_argument("--no-validate", action="store_true", help="skip seed-model validation")
+    emu.add_argument("--seed", type=int)
+
+
+def emulator_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The FakeRunComfy keyword arguments for parsed ``emulator`` options."""
+    return {
+        "host": args.host,
+        "port": args.port,
+        "output_port": args.output_port,
+        "token": args.token,
+        "duration_mean": args.duration_mean,
+        "duration_sigma": args.duration_sigma,
+        "concurrency": args.concurrency,
+        "failure_rate": args.failure_rate,
+        "failed_status": args.failed_status,
+        "pending_result": args.pending_result,
+        "rate_limit": args.rate_limit,
+        "rate_burst": args.rate_burst,
+        "retry_after": not args.no_retry_after,
+        "error_rate": args.error_rate,
+        "reset_rate": args.reset_rate,
+        "slow_rate": args.slow_rate,
+        "slow_seconds": args.slow_seconds,
+        "malformed_rate": args.malformed_rate,
+        "fault_endpoints": tuple(e for e in args.fault_endpoints.split(",") if e),
+        "validate": not args.no_validate,
+        "seed": args.seed,
+    }
+
+
+async def run_emulator(args: argparse.Namespace) -> int:
+    """Serve until interrupted; prints the base URLs first."""
+    from .testing import FakeRunComfy
+
+    try:
+        fake = FakeRunComfy(**emulator_kwargs(args))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    await fake.start()
+    print(f"emulator: API {fake.base_url}  outputs {fake.output_base_url}", flush=True)
+    try:
+        await fake.serve_forever()
+    finally:
+        await fake.stop()
+    return 0
