@@ -110,8 +110,9 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[AsyncClient]:
         from .testing import FakeRunComfy
 
         async with (
-            FakeRunComfy(token=SANDBOX_TOKEN, duration_mean=1.5, duration_sigma=0.4, concurrency=16)
-            as fake,
+            FakeRunComfy(
+                token=SANDBOX_TOKEN, duration_mean=1.5, duration_sigma=0.4, concurrency=16
+            ) as fake,
             AsyncClient(SANDBOX_TOKEN, fake.base_url, max_requests_per_second=args.rate) as client,
         ):
             yield client

@@ -1,0 +1,1 @@
+"""Benchmarks of runcomfy-async against the emulator; see README."""

@@ -1,0 +1,1 @@
+"""The runcomfy-async test suite."""

@@ -1,0 +1,38 @@
+"""Shared fixtures: the anyio plugin pinned to asyncio, an emulator and a client on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from runcomfy_async import AsyncClient, PollSettings, RetryPolicy
+from runcomfy_async.testing import FakeRunComfy
+
+TOKEN = "rc-test-token-5ecr3t-value"
+"""A token distinctive enough to search for in logs and files."""
+
+FAST_RETRY = RetryPolicy(backoff_base=0.01, backoff_max=0.05)
+"""Retries that keep tests quick."""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Run every async test on asyncio."""
+    return "asyncio"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeRunComfy]:
+    """An emulator with short jobs, requiring the test token."""
+    async with FakeRunComfy(token=TOKEN, duration_mean=0.05, seed=7) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def client(fake: FakeRunComfy) -> AsyncIterator[AsyncClient]:
+    """A client on the emulator with quick retries."""
+    async with AsyncClient(
+        TOKEN, fake.base_url, retry=FAST_RETRY, poll=PollSettings(first_check=0.02)
+    ) as c:
+        yield c
