@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -106,9 +105,11 @@ def quantile(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile of ``values`` (linear interpolation)."""
     if not values:
         return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=1000, method="inclusive")[max(0, int(q * 1000) - 1)]
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 async def bare_request_cpu(base_url: str, n: int = 2000) -> float:

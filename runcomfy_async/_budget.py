@@ -10,6 +10,9 @@ happen there:
   jobs already in flight and polling never stops new work from flowing.
 * **Rate.** An :class:`aiolimiter.AsyncLimiter` leaky bucket of ``max_rate`` requests per
   second with a burst of ``burst``; ``max_rate=None`` means no client-side limit.
+* **Concurrency.** At most ``max_concurrency`` requests in flight (the size of the
+  connection pool), handed out in the same priority order, so a flood of submits cannot
+  fill the pool ahead of the polls even with no rate limit.
 """
 
 from __future__ import annotations
@@ -38,13 +41,25 @@ class RequestBudget:
         burst: how many requests may leave at once after an idle spell (default: one
             second's worth, ``max_rate``).
         submit_share: when both kinds wait, one grant in this many goes to a submit.
+        max_concurrency: requests in flight at once; ``None`` for no limit. Every
+            :meth:`acquire` must then be paired with a :meth:`release`.
     """
 
     def __init__(
-        self, max_rate: float | None = None, *, burst: float | None = None, submit_share: int = 4
+        self,
+        max_rate: float | None = None,
+        *,
+        burst: float | None = None,
+        submit_share: int = 4,
+        max_concurrency: int | None = None,
     ):
         if max_rate is not None and max_rate <= 0:
             raise ValueError("max_rate must be > 0 or None")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1 or None")
+        self._max_concurrency = max_concurrency
+        self.in_flight = 0
+        self._slot_free: asyncio.Event | None = None
         if submit_share < 1:
             raise ValueError("submit_share must be >= 1")
         self.max_rate = max_rate
@@ -78,7 +93,10 @@ class RequestBudget:
             logger.info("rate limited by the API: pausing all requests for %.2f s", seconds)
 
     async def acquire(self, kind: Kind = "read") -> None:
-        """Wait until a request of ``kind`` may leave (pause over, rate allows, its turn)."""
+        """Wait until a request of ``kind`` may leave (its turn, a free slot, no pause, rate).
+
+        Pair every successful call with :meth:`release` once the answer is read.
+        """
         if self._busy or self._waiters["read"] or self._waiters["submit"]:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters[kind].append(fut)
@@ -100,8 +118,21 @@ class RequestBudget:
             self._wake_next()
         self.granted[kind] += 1
 
+    def release(self) -> None:
+        """A request granted by :meth:`acquire` is finished: free its concurrency slot."""
+        self.in_flight -= 1
+        if self._slot_free is not None:
+            self._slot_free.set()
+
     async def _wait_for_slot(self) -> None:
+        limit = self._max_concurrency
         while True:
+            if limit is not None and self.in_flight >= limit:
+                if self._slot_free is None:
+                    self._slot_free = asyncio.Event()
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
             wait = self._paused_until - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -110,6 +141,7 @@ class RequestBudget:
                 await self._limiter.acquire()
                 if self._paused_until > time.monotonic():
                     continue  # a 429 arrived while we waited for the rate: honour it first
+            self.in_flight += 1
             return
 
     def _remove(self, kind: Kind, fut: asyncio.Future[None]) -> None:

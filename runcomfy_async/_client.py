@@ -104,7 +104,9 @@ class AsyncClient:
         if max_connections < 1:
             raise ConfigError("max_connections must be >= 1")
         try:
-            self._budget = RequestBudget(max_requests_per_second, burst=rate_burst)
+            self._budget = RequestBudget(
+                max_requests_per_second, burst=rate_burst, max_concurrency=max_connections
+            )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.base_url = resolve_base_url(base_url, allow_insecure=allow_insecure)
@@ -221,8 +223,11 @@ class AsyncClient:
     ) -> T:
         """One budgeted request, decoded; a 429 pauses the whole client before re-raising."""
         await self._budget.acquire(kind)
-        self.requests[endpoint] += 1
-        reply = await self._transport.send(method, path, body)
+        try:
+            self.requests[endpoint] += 1
+            reply = await self._transport.send(method, path, body)
+        finally:
+            self._budget.release()
         try:
             return self._transport.decode(reply, decode, method, path)
         except RateLimitError as exc:

@@ -1,75 +1,164 @@
 """What the poller learns about each model: how long its jobs run and how fast its queue drains.
 
-Durations are taken from the server's own ``created_at``/``finished_at`` when it sends them,
-so how often we happened to check does not bias what we learn. The fit is a log-normal with
-a robust centre and spread (median and MAD of the log durations), shrunk toward a wide prior
-while few jobs have finished. The poller asks it one question: "this job was still running at
-elapsed time ``e``; when has the chance that it is *still* running fallen by ``ratio``?".
+Durations come from the server's own ``created_at``/``finished_at`` when it sends them, so how
+often we happened to check does not blur what we learn. But finished jobs alone are a biased
+sample while a batch runs: early on only the short jobs have finished. So the estimate also
+counts every job still running as *censored*: "it has run at least ``e`` seconds". The fit
+is a log-normal by maximum likelihood with censoring (a few EM steps over the log durations),
+its spread shrunk toward a wide prior while few jobs have finished.
+
+The poller asks one question: "this job was still running at elapsed time ``e``; when has
+the chance that it is *still* running fallen to ``ratio`` of that?".
 """
 
 from __future__ import annotations
 
 import collections
 import math
-import statistics
+import random
+import time
 from dataclasses import dataclass, field
 
-__all__ = ["DurationModel", "DrainRate"]
+__all__ = ["DrainRate", "DurationModel"]
 
-_NORMAL = statistics.NormalDist()
-_MAD_TO_SIGMA = 1.4826
+_SQRT2 = math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _sf(z: float) -> float:
+    """Standard normal survival function, 1 - Phi(z)."""
+    return 0.5 * math.erfc(z / _SQRT2)
+
+
+def _inv_sf(p: float) -> float:
+    """The z such that 1 - Phi(z) = p (Acklam's rational approximation, |error| < 1.2e-9)."""
+    q = min(1.0 - 1e-15, max(1e-15, 1.0 - p))  # Phi(z) = q
+    a = (-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.3577518672690,
+         -30.66479806614716, 2.506628277459239)  # fmt: skip
+    b = (-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972,
+         -13.28068155288572)  # fmt: skip
+    c = (-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734,
+         4.374664141464968, 2.938163982698783)  # fmt: skip
+    d = (0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416)
+    if q < 0.02425:
+        t = math.sqrt(-2 * math.log(q))
+        return (((((c[0] * t + c[1]) * t + c[2]) * t + c[3]) * t + c[4]) * t + c[5]) / (
+            (((d[0] * t + d[1]) * t + d[2]) * t + d[3]) * t + 1
+        )
+    if q > 1 - 0.02425:
+        t = math.sqrt(-2 * math.log(1 - q))
+        return -(((((c[0] * t + c[1]) * t + c[2]) * t + c[3]) * t + c[4]) * t + c[5]) / (
+            (((d[0] * t + d[1]) * t + d[2]) * t + d[3]) * t + 1
+        )
+    r = q - 0.5
+    s = r * r
+    return (
+        (((((a[0] * s + a[1]) * s + a[2]) * s + a[3]) * s + a[4]) * s + a[5])
+        * r
+        / (((((b[0] * s + b[1]) * s + b[2]) * s + b[3]) * s + b[4]) * s + 1)
+    )
 
 
 @dataclass
 class DurationModel:
-    """A running, robust log-normal estimate of one model's job durations (seconds).
+    """A running log-normal estimate of one model's job durations (seconds), censoring-aware.
 
     Attributes:
-        prior_sigma: spread (in log space) assumed before enough jobs have finished.
-        prior_weight: how many samples the prior spread counts for.
-        window: how many recent samples are kept (the estimate follows drift).
+        prior_sigma: spread (in log space) assumed while few jobs have finished.
+        prior_weight: how many finished jobs the prior spread counts for.
+        window: how many finished durations are kept: a uniform sample of all of them
+            (reservoir sampling). Not the most recent ones: in a batch submitted at once the
+            latest to finish are the longest, and a recency window would drift long.
+        max_censored: how many running jobs the fit looks at (an even sample of them).
+        refit_every: seconds between two refits at most (refits are cheap but not free).
     """
 
     prior_sigma: float = 0.6
-    prior_weight: float = 4.0
-    window: int = 512
-    samples: collections.deque[float] = field(default_factory=collections.deque)
+    prior_weight: float = 3.0
+    window: int = 1024
+    max_censored: int = 256
+    refit_every: float = 0.05
+    events: list[float] = field(default_factory=list)
+    running: dict[str, float] = field(default_factory=dict)
+    _seen: int = 0
+    _rng: random.Random = field(default_factory=lambda: random.Random(0x5EED))
     _mu: float = 0.0
     _sigma: float = 1.0
-    _fitted_at: int = -1
-    _added: int = 0
+    _fitted: float = -1.0
+    _dirty: bool = True
 
     @property
     def count(self) -> int:
-        """How many samples the estimate rests on."""
-        return len(self.samples)
+        """How many finished jobs the estimate rests on."""
+        return len(self.events)
 
-    def add(self, seconds: float) -> None:
-        """Record one finished job's duration."""
+    def add(self, seconds: float, key: str | None = None) -> None:
+        """Record one finished job's duration (and forget it as running)."""
+        if key is not None:
+            self.running.pop(key, None)
         if not seconds > 0 or math.isinf(seconds):
             return
-        self.samples.append(math.log(seconds))
-        if len(self.samples) > self.window:
-            self.samples.popleft()
-        self._added += 1
+        self._seen += 1
+        if len(self.events) < self.window:
+            self.events.append(math.log(seconds))
+        else:
+            slot = self._rng.randrange(self._seen)
+            if slot < self.window:
+                self.events[slot] = math.log(seconds)
+        self._dirty = True
+
+    def still_running(self, key: str, elapsed: float) -> None:
+        """Record that job ``key`` was still running after ``elapsed`` seconds."""
+        if elapsed > 0:
+            self.running[key] = math.log(elapsed)
+            self._dirty = True
+
+    def forget(self, key: str) -> None:
+        """Drop a running job that will not finish normally (cancelled, failed to follow)."""
+        if self.running.pop(key, None) is not None:
+            self._dirty = True
 
     def _fit(self) -> None:
-        # Refit when the sample grew by ~10 % (cheap: a sort of <= window floats).
-        if self._fitted_at >= 0 and self._added - self._fitted_at < max(1, self._fitted_at // 10):
+        if not self._dirty or not self.events:
             return
-        logs = sorted(self.samples)
-        mu = _median_sorted(logs)
-        mad = _median_sorted(sorted(abs(x - mu) for x in logs))
-        n = len(logs)
-        sigma_hat = _MAD_TO_SIGMA * mad
+        now = time.monotonic()
+        if self._fitted >= 0 and now - self._fitted < self.refit_every:
+            return
+        self._fitted, self._dirty = now, False
+        ys = self.events
+        n_ev = len(ys)
+        cs = list(self.running.values())
+        if len(cs) > self.max_censored:
+            cs = cs[:: len(cs) // self.max_censored + 1]  # a thinned but even sample
+        sum_y = sum(ys)
+        sum_yy = sum(y * y for y in ys)
+        mu = sum_y / n_ev
+        var = max(sum_yy / n_ev - mu * mu, 1e-4)
         w = self.prior_weight
-        sigma = math.sqrt((n * sigma_hat**2 + w * self.prior_sigma**2) / (n + w))
+        sigma = math.sqrt((n_ev * var + w * self.prior_sigma**2) / (n_ev + w))
+        n = n_ev + len(cs)
+        for _ in range(6 if cs else 0):  # EM: impute the censored log durations' moments
+            s1, s2 = sum_y, sum_yy
+            for c in cs:
+                z = (c - mu) / sigma
+                tail = _sf(z)
+                lam = (
+                    z + 1.0 / max(z, 1e-9)
+                    if tail < 1e-12
+                    else _INV_SQRT_2PI * math.exp(-0.5 * z * z) / tail
+                )
+                m1 = mu + sigma * lam
+                v = sigma * sigma * max(1e-6, 1.0 + z * lam - lam * lam)
+                s1 += m1
+                s2 += v + m1 * m1
+            mu = s1 / n
+            var = max(s2 / n - mu * mu, 1e-4)
+            sigma = math.sqrt((n * var + w * self.prior_sigma**2) / (n + w))
         self._mu, self._sigma = mu, max(sigma, 0.03)
-        self._fitted_at = self._added
 
     def median(self) -> float | None:
-        """The estimated median duration, or ``None`` before any sample."""
-        if not self.samples:
+        """The estimated median duration, or ``None`` before any job finished."""
+        if not self.events:
             return None
         self._fit()
         return math.exp(self._mu)
@@ -79,7 +168,7 @@ class DurationModel:
         self._fit()
         if elapsed <= 0:
             return 1.0
-        return 1.0 - _NORMAL.cdf((math.log(elapsed) - self._mu) / self._sigma)
+        return _sf((math.log(elapsed) - self._mu) / self._sigma)
 
     def next_check(self, elapsed: float, ratio: float) -> float:
         """The elapsed time at which the survival chance has fallen to ``ratio`` of its value now.
@@ -88,10 +177,9 @@ class DurationModel:
         costs about ``1/(1-ratio)`` checks per job whatever the distribution's spread.
         """
         target = ratio * self.survival(elapsed)
-        if target <= 1e-9:
+        if target <= 1e-12:
             return elapsed * 1.5
-        z = _NORMAL.inv_cdf(min(1.0 - 1e-12, max(1e-12, 1.0 - target)))
-        return max(elapsed, math.exp(self._mu + self._sigma * z))
+        return max(elapsed, math.exp(self._mu + self._sigma * _inv_sf(target)))
 
 
 @dataclass
@@ -113,9 +201,3 @@ class DrainRate:
             return None
         span = max(self.times) - min(self.times)
         return (len(self.times) - 1) / span if span > 0 else None
-
-
-def _median_sorted(values: list[float]) -> float:
-    n = len(values)
-    mid = n // 2
-    return values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2

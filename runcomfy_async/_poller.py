@@ -22,6 +22,7 @@ What to check and when:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import itertools
@@ -49,6 +50,9 @@ __all__ = ["PollSettings", "Poller"]
 
 logger = logging.getLogger("runcomfy_async")
 
+RELEASE_TICK = 0.02
+"""Seconds ahead that waiting jobs are released into the schedule."""
+
 NOT_READY = 400005
 """The error code some deployments answer (HTTP 400) for a result that is not ready yet."""
 
@@ -66,6 +70,7 @@ class PollSettings:
         max_interval: the longest gap between two checks of one job.
         first_check: the first probe of a model nothing is known about.
         probes: how many jobs per unknown model probe before the first estimate.
+        learn_after: finished probes needed before the other jobs get a schedule.
         jitter: relative jitter of every gap (``0.1`` = +-10 %).
         workers: concurrent checks in flight (fixed pool of tasks).
         error_limit: consecutive failed checks of one job before it fails with the error.
@@ -75,7 +80,8 @@ class PollSettings:
     min_interval: float = 0.05
     max_interval: float = 30.0
     first_check: float = 0.25
-    probes: int = 4
+    probes: int = 32
+    learn_after: int = 4
     jitter: float = 0.05
     workers: int = 16
     error_limit: int = 30
@@ -85,8 +91,8 @@ class PollSettings:
             raise ValueError("ratio must be in (0, 1)")
         if not 0 < self.min_interval <= self.max_interval:
             raise ValueError("need 0 < min_interval <= max_interval")
-        if self.workers < 1 or self.probes < 1 or self.error_limit < 1:
-            raise ValueError("workers, probes and error_limit must be >= 1")
+        if min(self.workers, self.probes, self.error_limit, self.learn_after) < 1:
+            raise ValueError("workers, probes, learn_after and error_limit must be >= 1")
 
 
 class _Entry:
@@ -106,13 +112,14 @@ class _Entry:
 
 
 class _ModelStats:
-    __slots__ = ("drain", "durations", "probing", "waiting")
+    __slots__ = ("drain", "durations", "learned", "probing", "waiting")
 
     def __init__(self) -> None:
         self.durations = DurationModel()
         self.drain = DrainRate()
+        self.learned = False
         self.probing = 0
-        self.waiting: list[_Entry] = []
+        self.waiting: collections.deque[_Entry] = collections.deque()
 
 
 class Poller:
@@ -212,43 +219,61 @@ class Poller:
         """Schedule the next check of a job believed running (or not yet seen)."""
         s = self.settings
         now = time.monotonic()
-        model = stats.durations
-        if model.count == 0:
-            if entry.probing or stats.probing < s.probes:
-                if not entry.probing:
-                    entry.probing = True
-                    stats.probing += 1
-                gap = s.first_check if entry.elapsed == 0 else entry.elapsed * 0.6
-                self._schedule(entry, now + self._jittered(gap))
-            else:
-                stats.waiting.append(entry)  # wait for the first estimate
+        if entry.elapsed == 0 and not entry.probing:
+            if stats.learned or stats.probing >= s.probes:
+                # Never checked: its first check is placed when it comes due, with the
+                # estimate of that moment (see _release), not with today's guess.
+                stats.waiting.append(entry)
+                self._wake.set()
+                return
+            entry.probing = True
+            stats.probing += 1
+        if not stats.learned:
+            # Probes look often when many jobs will wait for what they learn.
+            growth = 0.25 if stats.probing >= s.probes or stats.waiting else 0.5
+            gap = s.first_check if entry.elapsed == 0 else entry.elapsed * growth
+            self._schedule(entry, now + self._jittered(gap))
             return
-        target = model.next_check(entry.elapsed, s.ratio)
-        due = entry.ref + target
-        gap = due - now
-        self._schedule(entry, now + self._jittered(gap))
+        target = stats.durations.next_check(entry.elapsed, s.ratio)
+        self._schedule(entry, now + self._jittered(entry.ref + target - now))
 
-    def _learned(self, stats: _ModelStats) -> None:
-        """A model got its first estimate: give every waiting job a real schedule."""
-        waiting, stats.waiting = stats.waiting, []
-        for entry in waiting:
-            if entry.live and not entry.job.done():
-                self._plan(entry, stats)
+    def _maybe_learned(self, stats: _ModelStats) -> None:
+        """Once enough probes finished, the waiting jobs can be released (see _release)."""
+        if stats.learned or stats.durations.count == 0:
+            return
+        if stats.durations.count < self.settings.learn_after and stats.probing > 0:
+            return
+        stats.learned = True
+        self._wake.set()
+
+    def _release(self, now: float) -> float | None:
+        """Schedule the waiting jobs whose first check comes due; return the next such time.
+
+        Waiting jobs are in submit order, and every never-checked job's first check is the
+        same elapsed time, so the due ones are a prefix of the queue.
+        """
+        horizon = now + RELEASE_TICK
+        upcoming: float | None = None
+        for stats in self._models.values():
+            waiting = stats.waiting
+            if not stats.learned or not waiting:
+                continue
+            first = stats.durations.next_check(0.0, self.settings.ratio)
+            while waiting and waiting[0].ref + first <= horizon:
+                entry = waiting.popleft()
+                if entry.live and not entry.job.done():
+                    self._schedule(entry, now + self._jittered(entry.ref + first - now))
+            if waiting:
+                when = waiting[0].ref + first - RELEASE_TICK
+                upcoming = when if upcoming is None else min(upcoming, when)
+        return upcoming
 
     async def _scheduler(self) -> None:
         heap = self._heap
         while True:
-            if not heap:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
+            self._wake.clear()
             now = time.monotonic()
-            due = heap[0][0]
-            if due > now:
-                self._wake.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), due - now)
-                continue
+            release = self._release(now)
             while heap and heap[0][0] <= now:
                 due, _, entry = heapq.heappop(heap)
                 if not entry.live or due != entry.due:
@@ -258,6 +283,14 @@ class Poller:
                     continue
                 entry.due = -1.0  # in the hands of a worker
                 self._ready.put_nowait(entry)
+            wake_at = heap[0][0] if heap else None
+            if release is not None:
+                wake_at = release if wake_at is None else min(wake_at, release)
+            if wake_at is None:
+                await self._wake.wait()
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, wake_at - time.monotonic()))
 
     # ----- checking -----------------------------------------------------------------------
 
@@ -352,7 +385,9 @@ class Poller:
             return
         entry.job._notify("running", None)
         entry.elapsed = max(entry.elapsed, now - entry.ref)
-        self._plan(entry, self._stats(entry.job.model_id))
+        stats = self._stats(entry.job.model_id)
+        stats.durations.still_running(entry.job.request_id, entry.elapsed)
+        self._plan(entry, stats)
 
     def _plan_queued(self, entry: _Entry, position: int | None) -> None:
         stats = self._stats(entry.job.model_id)
@@ -370,26 +405,28 @@ class Poller:
 
     def _finish(self, entry: _Entry, result: Result) -> None:
         stats = self._stats(entry.job.model_id)
-        first = stats.durations.count == 0
+        rid = entry.job.request_id
         created, finished = result.created_at, result.finished_at
         if created is not None and finished is not None:
             if not entry.queued and entry.job.phase != "queued":
-                stats.durations.add((finished - created).total_seconds())
+                stats.durations.add((finished - created).total_seconds(), rid)
             stats.drain.add(finished.timestamp())
         else:
-            stats.durations.add(time.monotonic() - entry.ref)
+            stats.durations.add(time.monotonic() - entry.ref, rid)
             stats.drain.add(time.time())
         self._forget(entry)
-        if first and stats.durations.count:
-            self._learned(stats)
+        self._maybe_learned(stats)
 
     def _forget(self, entry: _Entry) -> None:
         if not entry.live:
             return
         entry.live = False
+        stats = self._stats(entry.job.model_id)
+        stats.durations.forget(entry.job.request_id)
         if entry.probing:
             entry.probing = False
-            self._stats(entry.job.model_id).probing -= 1
+            stats.probing -= 1
+            self._maybe_learned(stats)
         if self._entries.get(entry.job.request_id) is entry:
             del self._entries[entry.job.request_id]
 
