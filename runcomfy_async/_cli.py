@@ -200,9 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "models":
             return _models(args)
         if args.command == "emulator":
-            from ._cli_emulator import run_emulator
+            from ._cli_emulator import run_emulator_main
 
-            return asyncio.run(run_emulator(args))
+            return run_emulator_main(args)
         handler = {"run": _run, "submit": _submit}.get(args.command, _one)
         return asyncio.run(handler(args))
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from typing import Any
 
@@ -42,6 +43,12 @@ def add_emulator_parser(sub: Any) -> None:
     )
     emu.add_argument("--no-validate", action="store_true", help="skip seed-model validation")
     emu.add_argument("--seed", type=int)
+    emu.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop of the emulator process (uvloop must be installed)",
+    )
 
 
 def emulator_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -69,6 +76,18 @@ def emulator_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "validate": not args.no_validate,
         "seed": args.seed,
     }
+
+
+def run_emulator_main(args: argparse.Namespace) -> int:
+    """Run :func:`run_emulator` on the chosen event loop."""
+    if args.loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            print("error: --loop uvloop needs uvloop installed", file=sys.stderr)
+            return 2
+        return uvloop.run(run_emulator(args))
+    return asyncio.run(run_emulator(args))
 
 
 async def run_emulator(args: argparse.Namespace) -> int:

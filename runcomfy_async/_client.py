@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
@@ -220,11 +221,17 @@ class AsyncClient:
         path: str,
         decode: Callable[[bytes], T],
         body: bytes | None = None,
+        sent: list[float] | None = None,
     ) -> T:
-        """One budgeted request, decoded; a 429 pauses the whole client before re-raising."""
+        """One budgeted request, decoded; a 429 pauses the whole client before re-raising.
+
+        When ``sent`` is given, the moment the request left is appended to it.
+        """
         await self._budget.acquire(kind)
         try:
             self.requests[endpoint] += 1
+            if sent is not None:
+                sent.append(time.monotonic())
             reply = await self._transport.send(method, path, body)
         finally:
             self._budget.release()
@@ -275,10 +282,11 @@ class AsyncClient:
         model_id, body = self._encode(model, inputs)
         path = f"/v1/models/{model_id}"
         attempt = 0
+        sent: list[float] = []
         while True:
             try:
                 answer = await self._once(
-                    "submit", "submit", "POST", path, SUBMIT_DECODER.decode, body
+                    "submit", "submit", "POST", path, SUBMIT_DECODER.decode, body, sent
                 )
                 break
             except APIError as exc:
@@ -294,7 +302,11 @@ class AsyncClient:
                         str(exc), url=exc.url, model_id=model_id, inputs=_inputs_of(model, inputs)
                     ) from exc
                 raise
-        job = Job(self, answer.request_id, model_id, asyncio.get_running_loop().create_future())
+        # The job was created somewhere between sending and the answer: take the midpoint as
+        # its start, which is what the poller's clock for this job counts from.
+        started = (sent[-1] + time.monotonic()) / 2
+        future = asyncio.get_running_loop().create_future()
+        job = Job(self, answer.request_id, model_id, future, submitted_at=started)
         poller.track(job)
         return job
 

@@ -126,33 +126,35 @@ class DurationModel:
             return
         self._fitted, self._dirty = now, False
         ys = self.events
-        n_ev = len(ys)
         cs = list(self.running.values())
         if len(cs) > self.max_censored:
             cs = cs[:: len(cs) // self.max_censored + 1]  # a thinned but even sample
-        sum_y = sum(ys)
-        sum_yy = sum(y * y for y in ys)
+        # Both are samples: weigh them back to the counts they stand for, or the fit
+        # would lean toward whichever was thinned less.
+        n_ev, n_cs = float(max(self._seen, len(ys))), float(len(self.running))
+        w_ev = n_ev / len(ys)
+        w_cs = n_cs / len(cs) if cs else 0.0
+        sum_y = w_ev * sum(ys)
+        sum_yy = w_ev * sum(y * y for y in ys)
         mu = sum_y / n_ev
         var = max(sum_yy / n_ev - mu * mu, 1e-4)
         w = self.prior_weight
         sigma = math.sqrt((n_ev * var + w * self.prior_sigma**2) / (n_ev + w))
-        n = n_ev + len(cs)
+        n = n_ev + n_cs
         for _ in range(6 if cs else 0):  # EM: impute the censored log durations' moments
-            s1, s2 = sum_y, sum_yy
+            c1 = c2 = 0.0
             for c in cs:
                 z = (c - mu) / sigma
                 tail = _sf(z)
-                lam = (
-                    z + 1.0 / max(z, 1e-9)
-                    if tail < 1e-12
-                    else _INV_SQRT_2PI * math.exp(-0.5 * z * z) / tail
-                )
+                if tail < 1e-12:  # far in the tail: the inverse Mills ratio ~ z + 1/z
+                    lam = z + 1.0 / max(z, 1e-9)
+                else:
+                    lam = _INV_SQRT_2PI * math.exp(-0.5 * z * z) / tail
                 m1 = mu + sigma * lam
-                v = sigma * sigma * max(1e-6, 1.0 + z * lam - lam * lam)
-                s1 += m1
-                s2 += v + m1 * m1
-            mu = s1 / n
-            var = max(s2 / n - mu * mu, 1e-4)
+                c1 += m1
+                c2 += sigma * sigma * max(1e-6, 1.0 + z * lam - lam * lam) + m1 * m1
+            mu = (sum_y + w_cs * c1) / n
+            var = max((sum_yy + w_cs * c2) / n - mu * mu, 1e-4)
             sigma = math.sqrt((n * var + w * self.prior_sigma**2) / (n + w))
         self._mu, self._sigma = mu, max(sigma, 0.03)
 

@@ -76,12 +76,12 @@ class PollSettings:
         error_limit: consecutive failed checks of one job before it fails with the error.
     """
 
-    ratio: float = 0.5
+    ratio: float = 0.55
     min_interval: float = 0.05
     max_interval: float = 30.0
     first_check: float = 0.25
-    probes: int = 32
-    learn_after: int = 4
+    probes: int = 48
+    learn_after: int = 8
     jitter: float = 0.05
     workers: int = 16
     error_limit: int = 30
@@ -112,9 +112,10 @@ class _Entry:
 
 
 class _ModelStats:
-    __slots__ = ("drain", "durations", "learned", "probing", "waiting")
+    __slots__ = ("drain", "durations", "learned", "live", "probing", "waiting")
 
     def __init__(self) -> None:
+        self.live = 0
         self.durations = DurationModel()
         self.drain = DrainRate()
         self.learned = False
@@ -166,6 +167,7 @@ class Poller:
         """Start following ``job``; ``check_now`` for re-attached jobs of unknown age."""
         entry = _Entry(job)
         self._entries[job.request_id] = entry
+        self._stats(job.model_id).live += 1
         if check_now:
             self._schedule(entry, time.monotonic())
         else:
@@ -270,6 +272,7 @@ class Poller:
 
     async def _scheduler(self) -> None:
         heap = self._heap
+        loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
             now = time.monotonic()
@@ -286,11 +289,13 @@ class Poller:
             wake_at = heap[0][0] if heap else None
             if release is not None:
                 wake_at = release if wake_at is None else min(wake_at, release)
-            if wake_at is None:
+            # One timer per sleep (not asyncio.wait_for, which costs a task per iteration).
+            timer = loop.call_at(wake_at, self._wake.set) if wake_at is not None else None
+            try:
                 await self._wake.wait()
-            else:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, wake_at - time.monotonic()))
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     # ----- checking -----------------------------------------------------------------------
 
@@ -422,6 +427,7 @@ class Poller:
             return
         entry.live = False
         stats = self._stats(entry.job.model_id)
+        stats.live -= 1
         stats.durations.forget(entry.job.request_id)
         if entry.probing:
             entry.probing = False
