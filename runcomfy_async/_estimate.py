@@ -19,7 +19,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["DrainRate", "DurationModel"]
+__all__ = ["DrainRate", "DurationModel", "QueueTracker"]
 
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -177,11 +177,15 @@ class DurationModel:
 
         Checking at those times (the 50th, 75th, 87.5th ... percentiles for ``ratio=0.5``)
         costs about ``1/(1-ratio)`` checks per job whatever the distribution's spread.
+        While few jobs have finished the centre is uncertain, so a first check (``elapsed``
+        0) leans early by one standard error: an early check costs a request, a late first
+        check costs every job released with it its waiting time.
         """
         target = ratio * self.survival(elapsed)
         if target <= 1e-12:
             return elapsed * 1.5
-        return max(elapsed, math.exp(self._mu + self._sigma * _inv_sf(target)))
+        lean = self._sigma / math.sqrt(max(1, self._seen)) if elapsed <= 0 else 0.0
+        return max(elapsed, math.exp(self._mu - lean + self._sigma * _inv_sf(target)))
 
 
 @dataclass
@@ -190,16 +194,77 @@ class DrainRate:
 
     window: int = 256
     times: collections.deque[float] = field(default_factory=collections.deque)
+    _rate: float | None = None
+    _stale: bool = False
 
     def add(self, finished: float) -> None:
         """Record a finish time (seconds on any monotone clock, e.g. a server timestamp)."""
         self.times.append(finished)
         if len(self.times) > self.window:
             self.times.popleft()
+        self._stale = True
 
     def rate(self) -> float | None:
         """Finishes per second over the window, or ``None`` with too little data."""
-        if len(self.times) < 4:
+        if self._stale:
+            self._stale = False
+            span = max(self.times) - min(self.times) if len(self.times) >= 4 else 0.0
+            self._rate = (len(self.times) - 1) / span if span > 0 else None
+        return self._rate
+
+
+@dataclass
+class QueueTracker:
+    """Where one model's server queue stands, from the ``queue_position`` answers we got.
+
+    The server serves its queue in order, and a client's jobs of one model queue in the order
+    they were submitted. So one observation, "job number ``seq`` was at position ``p`` at
+    time ``t``", places every later job too: job ``seq + k`` is at about ``p + k``. Two
+    observations some time apart tell how fast the queue moves, other users' jobs included.
+    """
+
+    memory: float = 30.0
+    asked_at: float = -1.0
+    observations: collections.deque[tuple[float, int, int]] = field(
+        default_factory=lambda: collections.deque(maxlen=64)
+    )
+
+    @property
+    def seen_at(self) -> float:
+        """When the last observation was made (-1 if never)."""
+        return self.observations[-1][0] if self.observations else -1.0
+
+    def observe(self, now: float, position: int, seq: int) -> None:
+        """Record that our job number ``seq`` was at ``position`` at ``now``."""
+        self.observations.append((now, position, seq))
+
+    def queueing(self, now: float) -> bool:
+        """Whether jobs of this model were seen queued recently."""
+        return bool(self.observations) and now - self.seen_at < self.memory
+
+    def speed(self, min_span: float = 1.0) -> float | None:
+        """Queue places served per second, from the newest observation and an older one."""
+        if len(self.observations) < 2:
             return None
-        span = max(self.times) - min(self.times)
-        return (len(self.times) - 1) / span if span > 0 else None
+        t1, p1, s1 = self.observations[-1]
+        for t0, p0, s0 in self.observations:
+            if t1 - t0 < min_span:
+                break
+            if t1 - t0 > self.memory:
+                continue
+            served = p0 + (s1 - s0) - p1
+            return served / (t1 - t0) if served > 0 else None
+        return None
+
+    def predict_start(self, seq: int, rate: float | None) -> float | None:
+        """When job number ``seq`` should start, or ``None`` without an observation or rate.
+
+        The measured queue speed is preferred; ``rate`` (how fast jobs finish) is the fallback.
+        """
+        if not self.observations:
+            return None
+        speed = self.speed() or rate
+        if not speed:
+            return None
+        t, position, seen_seq = self.observations[-1]
+        return t + (position + 1 + seq - seen_seq) / speed

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import anyio
 import anyio.abc
 
-from ._estimate import DrainRate, DurationModel
+from ._estimate import DrainRate, DurationModel, QueueTracker
 from ._exceptions import (
     APIError,
     APIStatusError,
@@ -97,10 +97,23 @@ class PollSettings:
 class _Entry:
     """The poller's private state for one job."""
 
-    __slots__ = ("due", "elapsed", "errors", "job", "live", "probing", "queued", "ref")
+    __slots__ = (
+        "due",
+        "elapsed",
+        "errors",
+        "job",
+        "live",
+        "probing",
+        "queued",
+        "ref",
+        "seq",
+        "waited",
+    )
 
-    def __init__(self, job: Job):
+    def __init__(self, job: Job, seq: int):
         self.job = job
+        self.seq = seq  # submit order among this client's jobs of the same model
+        self.waited = False  # seen (or predicted) in the server's queue: ref is a guess
         self.live = True
         self.ref = job.submitted_at  # when the job (is believed to have) started running
         self.elapsed = 0.0  # elapsed since ref at the last check that found it running
@@ -111,10 +124,23 @@ class _Entry:
 
 
 class _ModelStats:
-    __slots__ = ("drain", "durations", "learned", "live", "probing", "waiting")
+    __slots__ = (
+        "drain",
+        "durations",
+        "in_queue",
+        "learned",
+        "live",
+        "probing",
+        "queue",
+        "seq",
+        "waiting",
+    )
 
     def __init__(self) -> None:
+        self.in_queue: collections.deque[_Entry] = collections.deque()
         self.live = 0
+        self.seq = 0
+        self.queue = QueueTracker()
         self.durations = DurationModel()
         self.drain = DrainRate()
         self.learned = False
@@ -164,13 +190,15 @@ class Poller:
 
     def track(self, job: Job, *, check_now: bool = False) -> None:
         """Start following ``job``; ``check_now`` for re-attached jobs of unknown age."""
-        entry = _Entry(job)
+        stats = self._stats(job.model_id)
+        stats.seq += 1
+        stats.live += 1
+        entry = _Entry(job, stats.seq)
         self._entries[job.request_id] = entry
-        self._stats(job.model_id).live += 1
         if check_now:
             self._schedule(entry, time.monotonic())
         else:
-            self._plan(entry, self._stats(job.model_id))
+            self._plan(entry, stats)
 
     def check_soon(self, request_id: str) -> None:
         """Check a followed job at once (e.g. after a cancel), whatever its schedule said."""
@@ -220,7 +248,7 @@ class Poller:
         """Schedule the next check of a job believed running (or not yet seen)."""
         s = self.settings
         now = time.monotonic()
-        if entry.elapsed == 0 and not entry.probing:
+        if entry.elapsed == 0 and not entry.probing and not entry.waited:
             if stats.learned or stats.probing >= s.probes:
                 # Never checked: its first check is placed when it comes due, with the
                 # estimate of that moment (see _release), not with today's guess.
@@ -257,16 +285,47 @@ class Poller:
         upcoming: float | None = None
         for stats in self._models.values():
             waiting = stats.waiting
-            if not stats.learned or not waiting:
+            if not stats.learned or not (waiting or stats.in_queue):
                 continue
             first = stats.durations.next_check(0.0, self.settings.ratio)
+            rate = stats.drain.rate() if stats.queue.queueing(now) else None
             while waiting and waiting[0].ref + first <= horizon:
                 entry = waiting.popleft()
-                if entry.live and not entry.job.done():
-                    self._schedule(entry, now + self._jittered(entry.ref + first - now))
+                if not entry.live or entry.job.done():
+                    continue
+                start = stats.queue.predict_start(entry.seq, rate)
+                if start is not None:
+                    entry.waited = True  # it queued: its clock starts when its turn came
+                    if start + first > horizon:
+                        stats.in_queue.append(entry)  # still queued: wait for its turn
+                        continue
+                    entry.ref = max(entry.ref, start)
+                self._schedule(entry, now + self._jittered(entry.ref + first - now))
             if waiting:
-                when = waiting[0].ref + first - RELEASE_TICK
-                upcoming = when if upcoming is None else min(upcoming, when)
+                upcoming = _earliest(upcoming, waiting[0].ref + first - RELEASE_TICK)
+            # Jobs believed queued, in submit order: each one's start is predicted afresh
+            # (latest queue_position, latest drain rate) when its turn comes near.
+            in_queue = stats.in_queue
+            while in_queue:
+                entry = in_queue[0]
+                if not entry.live or entry.job.done():
+                    in_queue.popleft()
+                    continue
+                start = stats.queue.predict_start(entry.seq, stats.drain.rate())
+                if start is not None and start + first > horizon:
+                    upcoming = _earliest(upcoming, start + first - RELEASE_TICK)
+                    break
+                if now - max(stats.queue.seen_at, stats.queue.asked_at) > max(1.0, first):
+                    # The queue was last seen a while ago: ask where the last job in line
+                    # stands; one answer re-times every job of ours in the queue.
+                    stats.queue.asked_at = now
+                    last = in_queue.pop()
+                    last.queued = True
+                    self._schedule(last, now)
+                    continue
+                in_queue.popleft()
+                entry.ref = max(entry.ref, start if start is not None else now)
+                self._schedule(entry, now + self._jittered(entry.ref + first - now))
         return upcoming
 
     async def _scheduler(self) -> None:
@@ -367,43 +426,53 @@ class Poller:
     def _on_status(self, entry: _Entry, status: StatusResponse) -> None:
         entry.errors = 0
         phase = status.phase
+        now = time.monotonic()
         if phase == "queued":
             entry.job._notify("queued", status.queue_position)
-            self._plan_queued(entry, status.queue_position)
+            self._plan_queued(entry, status.queue_position, now)
         elif phase in ("succeeded", "failed", "cancelled"):
             entry.queued = False  # the outcome is read from /result, at once
-            self._schedule(entry, time.monotonic())
+            self._schedule(entry, now)
         else:
+            # It started since we last saw it queued; the predicted start is the best guess.
+            if entry.waited:
+                self._stats(entry.job.model_id).queue.observe(now, -1, entry.seq)
             entry.queued = False
             entry.job._notify("running", None)
-            now = time.monotonic()
-            entry.ref, entry.elapsed = now, 0.0
+            entry.ref, entry.elapsed = min(entry.ref, now), 0.0
             self._plan(entry, self._stats(entry.job.model_id))
 
     def _on_pending(self, entry: _Entry, phase: str) -> None:
         now = time.monotonic()
         if phase == "queued":
+            # Ask /status where it stands, at once: that one answer places the whole queue.
             entry.job._notify("queued", None)
-            entry.queued = True
-            self._schedule(entry, now + self._jittered(self.settings.min_interval))
+            entry.queued = entry.waited = True
+            self._schedule(entry, now)
             return
         entry.job._notify("running", None)
         entry.elapsed = max(entry.elapsed, now - entry.ref)
         stats = self._stats(entry.job.model_id)
-        stats.durations.still_running(entry.job.request_id, entry.elapsed)
+        if not entry.waited:
+            stats.durations.still_running(entry.job.request_id, entry.elapsed)
         self._plan(entry, stats)
 
-    def _plan_queued(self, entry: _Entry, position: int | None) -> None:
+    def _plan_queued(self, entry: _Entry, position: int | None, now: float) -> None:
+        """A job is queued: predict its start, and look for its result after that."""
         stats = self._stats(entry.job.model_id)
-        rate = stats.drain.rate()
-        median = stats.durations.median()
-        now = time.monotonic()
-        if rate is None or position is None:
+        entry.waited = True
+        if position is not None:
+            stats.queue.observe(now, position, entry.seq)
+            self._wake.set()  # the jobs waiting their turn get new predictions
+        start = stats.queue.predict_start(entry.seq, stats.drain.rate())
+        if start is None or position is None:
+            median = stats.durations.median()
             gap = median if median is not None else self.settings.first_check * 4
-        else:
-            # Check again around when the jobs ahead should have drained.
-            gap = max(self.settings.min_interval, (position + 1) / rate * 0.8)
-        self._schedule(entry, now + self._jittered(gap))
+            self._schedule(entry, now + self._jittered(gap))  # ask /status again then
+            return
+        entry.queued = False  # next: /result, where it should be done if it started on time
+        entry.ref, entry.elapsed = max(start, now), 0.0
+        self._plan(entry, stats)
 
     # ----- outcomes -----------------------------------------------------------------------
 
@@ -412,11 +481,12 @@ class Poller:
         rid = entry.job.request_id
         created, finished = result.created_at, result.finished_at
         if created is not None and finished is not None:
-            if not entry.queued and entry.job.phase != "queued":
+            if not entry.waited:  # a job that queued ran for less than created -> finished
                 stats.durations.add((finished - created).total_seconds(), rid)
             stats.drain.add(finished.timestamp())
         else:
-            stats.durations.add(time.monotonic() - entry.ref, rid)
+            if not entry.waited:
+                stats.durations.add(time.monotonic() - entry.ref, rid)
             stats.drain.add(time.time())
         self._forget(entry)
         self._maybe_learned(stats)
@@ -445,3 +515,7 @@ class Poller:
         if not fut.done():
             fut.set_exception(exc)
             fut.exception()  # mark retrieved: an unawaited failed job must not log noise
+
+
+def _earliest(a: float | None, b: float) -> float:
+    return b if a is None else min(a, b)
