@@ -1,0 +1,682 @@
+"""Downloads of job outputs: a token-free session, safe names, atomic writes, caps and retries.
+
+A :class:`Downloader` owns a second aiohttp session, apart from the API's: it never sends an
+``Authorization`` header or cookies, ignores proxy and ``.netrc`` settings, and follows at most
+:data:`MAX_REDIRECTS` redirects by hand, checking every hop. It fetches ``https://`` URLs, and
+``http://`` only on loopback unless ``allow_insecure=True``; ``file:``, ``data:`` and the like
+are refused before any request. Files are named from the caller's stem and the output's
+position, never from the URL (which may only suggest an allowlisted extension), streamed to a
+``.part`` file while hashed, then renamed into place; partial files never survive a failure.
+
+Example:
+    >>> async def demo(urls: list[str]) -> None:
+    ...     async with Downloader("out", max_concurrent=8) as downloader:
+    ...         files = await downloader.fetch_all(urls, stem="00042")
+    ...         print([f.path for f in files])  # ['00042-0.png', '00042-1.png']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import os
+import posixpath
+import re
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, TypeVar
+from urllib.parse import unquote, urljoin, urlsplit
+
+import aiohttp
+import anyio
+import anyio.to_thread
+import msgspec
+
+from ._exceptions import ConfigError, RunComfyError, _one_line
+from ._retry import RetryPolicy, parse_retry_after
+from ._version import __version__
+
+__all__ = [
+    "MAX_REDIRECTS",
+    "DownloadError",
+    "DownloadTimeoutError",
+    "DownloadedFile",
+    "Downloader",
+    "safe_stem",
+]
+
+logger = logging.getLogger("runcomfy_async")
+
+T = TypeVar("T")
+
+MAX_REDIRECTS = 3
+"""Redirects followed per download, each hop checked like the first URL."""
+
+ALLOWED_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm", ".mov", ".mp3", ".wav", ".json"}
+)
+"""Extensions that may be taken from a URL's path; anything else comes from the Content-Type."""
+
+_TYPE_EXTENSIONS = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+    "audio/mpeg": ".mp3",
+    "audio/wav": ".wav",
+    "audio/x-wav": ".wav",
+    "application/json": ".json",
+}
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+_MAX_STEM = 100
+# Names Windows reserves whatever the extension ("CON.png" cannot be created there).
+_WINDOWS_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
+)
+_FLUSH_BYTES = 1 << 20  # batch writes so the thread hop is paid once per MiB, not per packet
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+class DownloadedFile(msgspec.Struct, frozen=True):
+    """One output saved to disk.
+
+    Attributes:
+        url: the URL that was asked for (before any redirect).
+        path: the file's path relative to the output folder, with ``/`` separators.
+        bytes: the file's size.
+        sha256: the hex SHA-256 of the file's content.
+        content_type: the answer's media type without parameters (``"image/png"``), or ``""``
+            when the server sent none.
+    """
+
+    url: str
+    path: str
+    bytes: int
+    sha256: str
+    content_type: str
+
+
+class DownloadError(RunComfyError):
+    """An output could not be downloaded, or its URL was refused before any request.
+
+    ``str(err)`` is one line and shows the URL without its query string (signed CDN URLs carry
+    credentials there); the API token never reaches the downloader at all.
+
+    Attributes:
+        url: the URL that was asked for, exactly as given.
+        reason: what went wrong, one line.
+        status_code: the HTTP status of the last answer, or ``None`` when there was none.
+        retryable: whether the failure was transient (transport error, timeout, 408, 429,
+            5xx). When :meth:`Downloader.fetch` raises it, the retries are used up.
+        retry_after: seconds the server asked us to wait (429/503), or ``None``.
+        attempts: how many attempts were made.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        url: str,
+        status_code: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ):
+        with suppress(ValueError):
+            query = urlsplit(url).query
+            reason = reason.replace(query, "...") if query else reason
+        self.url = url
+        self.reason = _one_line(reason)
+        self.status_code = status_code
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.attempts = 1
+        super().__init__(self.reason, url)
+
+    def __str__(self) -> str:
+        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
+        return f"download failed{tries}: {self.reason} ({_display_url(self.url)})"
+
+
+class DownloadTimeoutError(DownloadError, TimeoutError):
+    """The connect or read timeout passed while downloading an output."""
+
+
+def safe_stem(text: str) -> str:
+    """Turn any text into a file-name stem that cannot leave the output folder.
+
+    Every character outside ``[A-Za-z0-9._-]`` becomes ``_``, leading dots become ``_`` (no
+    hidden files, never ``.`` or ``..``), the result is cut to 100 characters, an empty result
+    becomes ``_``, and names Windows reserves (``CON``, ``NUL``...) get a ``_`` prefix. The
+    mapping is deterministic, so a resumed batch finds the same names; distinct texts may
+    map to the same stem (``"a/b"`` and ``"a_b"``).
+
+    Args:
+        text: an input's index, key or any label.
+
+    Returns:
+        The safe stem.
+
+    Example:
+        >>> safe_stem("../../etc/passwd")
+        '__.._etc_passwd'
+    """
+    stem = _UNSAFE_CHARS.sub("_", text)
+    if stem.startswith("."):
+        stem = "_" + stem.lstrip(".")
+    stem = stem[:_MAX_STEM] or "_"
+    if stem.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
+        stem = ("_" + stem)[:_MAX_STEM]
+    return stem
+
+
+class Downloader:
+    """Downloads job outputs into one folder: concurrent, bounded, retried and atomic.
+
+    Use it as an async context manager; it opens its own aiohttp session (never the API's,
+    never with the token) and closes it on exit.
+
+    Args:
+        out_dir: the output folder; created (with parents) on entry if missing.
+        max_concurrent: downloads in progress at once (a slot is held per attempt and given
+            back while waiting to retry).
+        max_bytes: largest accepted file in bytes; a larger Content-Length is refused at once
+            and a longer body is cut off. ``None`` means no limit.
+        connect_timeout: seconds to open a connection; ``None`` means no limit.
+        read_timeout: seconds to wait for each read from the socket; ``None`` means no limit.
+            There is no total limit, so large files may take as long as they need.
+        retry: the retry policy; transport errors, timeouts, 408, 429 and 5xx are retried with
+            full-jitter backoff (429/503 honour ``Retry-After``). Other statuses are final.
+        allow_insecure: also fetch ``http://`` URLs of hosts that are not loopback. A redirect
+            from ``https://`` never goes down to plain ``http://`` to such a host.
+        fsync: flush every file (and the folder entry) to disk before reporting it saved.
+
+    Attributes:
+        files: files saved so far.
+        bytes_downloaded: bytes saved so far (in saved files only).
+        retries: attempts that failed and were retried.
+        failures: downloads that finally failed or were refused.
+        requests_sent: HTTP requests sent, redirect hops included.
+
+    Raises:
+        ConfigError: for an out-of-range option.
+
+    Example:
+        >>> async def demo(result_urls: list[str]) -> None:
+        ...     async with Downloader("out") as downloader:
+        ...         saved = await downloader.fetch(result_urls[0], stem="cat", single=True)
+        ...         print(saved.path, saved.bytes, saved.sha256)  # cat.png 310 9f2c...
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        *,
+        max_concurrent: int = 8,
+        max_bytes: int | None = 512 * 2**20,
+        connect_timeout: float | None = 10.0,
+        read_timeout: float | None = 120.0,
+        retry: RetryPolicy | None = None,
+        allow_insecure: bool = False,
+        fsync: bool = False,
+    ):
+        if max_concurrent < 1:
+            raise ConfigError(f"max_concurrent must be at least 1, got {max_concurrent}")
+        if max_bytes is not None and max_bytes < 0:
+            raise ConfigError(f"max_bytes must be >= 0 or None, got {max_bytes}")
+        for label, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
+            if value is not None and not value > 0:
+                raise ConfigError(f"{label} must be > 0 or None, got {value}")
+        self.out_dir = Path(out_dir)
+        self._folder: Path | None = None
+        self._max_concurrent = max_concurrent
+        self._max_bytes = max_bytes
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._retry = retry or RetryPolicy()
+        self._allow_insecure = allow_insecure
+        self._fsync = fsync
+        self._slots = anyio.Semaphore(max_concurrent)
+        self._session: aiohttp.ClientSession | None = None
+        self.files = 0
+        self.bytes_downloaded = 0
+        self.retries = 0
+        self.failures = 0
+        self.requests_sent = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"Downloader(out_dir={str(self.out_dir)!r}, max_concurrent={self._max_concurrent}, "
+            f"files={self.files}, bytes_downloaded={self.bytes_downloaded})"
+        )
+
+    async def __aenter__(self) -> Downloader:
+        if self._session is None:
+            self._folder = await anyio.to_thread.run_sync(_make_folder, self.out_dir)
+            connector = aiohttp.TCPConnector(
+                limit=self._max_concurrent, limit_per_host=self._max_concurrent, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                headers={"User-Agent": f"runcomfy-async/{__version__}", "Accept": "*/*"},
+                cookie_jar=aiohttp.DummyCookieJar(),
+                raise_for_status=False,
+                trust_env=False,
+            )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def check_url(self, url: str) -> None:
+        """Refuse a URL this downloader will not fetch, without sending anything.
+
+        Args:
+            url: the output URL.
+
+        Raises:
+            DownloadError: a scheme other than https/http, ``http://`` to a host that is not
+                loopback (unless ``allow_insecure``), credentials, spaces or control characters
+                in the URL, or no host.
+        """
+        _check_url(url, allow_http=self._allow_insecure)
+
+    async def fetch(
+        self, url: str, *, stem: str, position: int = 0, single: bool = False
+    ) -> DownloadedFile:
+        """Download one output to ``{stem}-{position}{ext}`` (or ``{stem}{ext}`` if single).
+
+        An existing file of that name is replaced atomically: a re-run overwrites its own
+        earlier outputs instead of piling up copies.
+
+        Args:
+            url: the output URL (https, or http to loopback).
+            stem: the name's stem, e.g. the input's index ``"00042"`` or a key; it is passed
+                through :func:`safe_stem`.
+            position: the output's 0-based position among its job's outputs.
+            single: name the file ``{stem}{ext}``, without the position.
+
+        Returns:
+            The saved file.
+
+        Raises:
+            DownloadError: refused URL, an error status, too large a body, too many or unsafe
+                redirects, a disk error, or a transient failure that outlived the retries.
+            DownloadTimeoutError: the last attempt timed out.
+            ConfigError: a negative ``position``.
+            RuntimeError: the downloader is not open.
+        """
+        session = self._require_open()
+        if position < 0:
+            raise ConfigError(f"position must be >= 0, got {position}")
+        self._refuse_early(url)
+        base = safe_stem(stem)
+        policy = self._retry
+        attempt = 0
+        while True:
+            try:
+                async with self._slots:
+                    saved = await self._attempt(session, url, base, position, single)
+            except DownloadError as exc:
+                attempt += 1
+                exc.attempts = attempt
+                if not exc.retryable or attempt >= policy.max_attempts:
+                    self.failures += 1
+                    logger.debug("%s", exc)
+                    raise
+                delay = policy.backoff(attempt - 1)
+                if exc.retry_after is not None:
+                    delay = min(exc.retry_after, policy.max_retry_after)
+                self.retries += 1
+                logger.debug("%s; retry %d in %.2f s", exc, attempt, delay)
+                await anyio.sleep(delay)
+                continue
+            self.files += 1
+            self.bytes_downloaded += saved.bytes
+            logger.debug("saved %s (%d bytes) from %s", saved.path, saved.bytes, _display_url(url))
+            return saved
+
+    async def fetch_all(self, urls: Sequence[str], *, stem: str) -> list[DownloadedFile]:
+        """Download a job's outputs concurrently, as ``{stem}-0{ext}``, ``{stem}-1{ext}``...
+
+        Files are always numbered, even when there is one URL, so that a job's files are named
+        the same way whatever its number of outputs (use :meth:`fetch` with ``single=True``
+        for a bare ``{stem}{ext}``). Every URL is checked before any request is sent; when one
+        download fails, the others are cancelled (their partial files removed; files already
+        saved stay) and its error is raised.
+
+        Args:
+            urls: the job's output URLs, in order.
+            stem: the names' stem (see :meth:`fetch`).
+
+        Returns:
+            The saved files, in the order of ``urls``.
+
+        Raises:
+            DownloadError: the first download that failed (see :meth:`fetch`).
+        """
+        self._require_open()
+        for url in urls:
+            self._refuse_early(url)
+        results: list[DownloadedFile | None] = [None] * len(urls)
+        errors: list[DownloadError] = []
+
+        async def one(index: int, url: str, scope: anyio.CancelScope) -> None:
+            try:
+                results[index] = await self.fetch(url, stem=stem, position=index)
+            except DownloadError as exc:
+                errors.append(exc)
+                scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            for index, url in enumerate(urls):
+                group.start_soon(one, index, url, group.cancel_scope)
+        if errors:
+            raise errors[0]
+        return [saved for saved in results if saved is not None]
+
+    # ---------------------------------------------------------------------------- internals
+
+    def _refuse_early(self, url: str) -> None:
+        try:
+            self.check_url(url)
+        except DownloadError as exc:
+            self.failures += 1
+            logger.debug("%s", exc)
+            raise
+
+    def _require_open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("the downloader is not open; use 'async with Downloader(...)'")
+        return self._session
+
+    async def _attempt(
+        self, session: aiohttp.ClientSession, url: str, base: str, position: int, single: bool
+    ) -> DownloadedFile:
+        """One try: follow checked redirects, then stream the answer to disk."""
+        current = url
+        redirects = 0
+        try:
+            while True:
+                self.requests_sent += 1
+                async with session.get(current, allow_redirects=False) as resp:
+                    if resp.status in _REDIRECT_STATUSES:
+                        if redirects >= MAX_REDIRECTS:
+                            raise DownloadError(
+                                f"more than {MAX_REDIRECTS} redirects",
+                                url=url,
+                                status_code=resp.status,
+                            )
+                        current = self._next_hop(url, current, resp)
+                        redirects += 1
+                        continue
+                    if not 200 <= resp.status < 300:
+                        raise _status_error(url, resp)
+                    return await self._save(url, current, resp, base, position, single)
+        except DownloadError:
+            raise
+        except aiohttp.InvalidURL as exc:
+            raise DownloadError(f"invalid URL: {exc}", url=url) from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise DownloadTimeoutError(
+                "timed out opening a connection", url=url, retryable=True
+            ) from exc
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            raise DownloadTimeoutError(
+                "timed out waiting for data", url=url, retryable=True
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise DownloadError(
+                f"could not connect: {exc.os_error or exc}", url=url, retryable=True
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise DownloadError(
+                f"connection broken: {type(exc).__name__}: {exc}", url=url, retryable=True
+            ) from exc
+
+    def _next_hop(self, url: str, current: str, resp: aiohttp.ClientResponse) -> str:
+        """The checked target of a redirect; never a downgrade from https to remote http."""
+        location = resp.headers.get("Location")
+        if not location:
+            raise DownloadError(
+                f"HTTP {resp.status} redirect without a Location", url=url, status_code=resp.status
+            )
+        target = urljoin(current, location.strip())
+        allow_http = self._allow_insecure and urlsplit(current).scheme == "http"
+        try:
+            _check_url(target, allow_http=allow_http)
+        except DownloadError as exc:
+            reason = exc.reason.removeprefix("refused: ")
+            raise DownloadError(
+                f"redirect refused: {reason} (to {_display_url(target)})",
+                url=url,
+                status_code=resp.status,
+            ) from None
+        return target
+
+    async def _save(
+        self,
+        url: str,
+        final_url: str,
+        resp: aiohttp.ClientResponse,
+        base: str,
+        position: int,
+        single: bool,
+    ) -> DownloadedFile:
+        """Stream a 2xx answer to a temp file, then rename it into place."""
+        cap = self._max_bytes
+        length = resp.content_length
+        if cap is not None and length is not None and length > cap:
+            raise DownloadError(
+                f"Content-Length {length} exceeds the {cap}-byte cap",
+                url=url,
+                status_code=resp.status,
+            )
+        media = resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        ext = _extension(url) or _extension(final_url) or _TYPE_EXTENSIONS.get(media, ".bin")
+        name = f"{base}{ext}" if single else f"{base}-{position}{ext}"
+        assert self._folder is not None  # set with the session
+        try:
+            # Inline, not in a thread: a cancel can then never leave an orphan file behind.
+            part = _PartFile(self._folder, name)
+        except (OSError, ValueError) as exc:
+            raise DownloadError(f"could not create the file: {exc}", url=url) from exc
+        try:
+            size = 0
+            pending = bytearray()
+            async for chunk in resp.content.iter_any():
+                size += len(chunk)
+                if cap is not None and size > cap:
+                    raise DownloadError(
+                        f"body exceeds the {cap}-byte cap", url=url, status_code=resp.status
+                    )
+                pending += chunk
+                if len(pending) >= _FLUSH_BYTES:
+                    data, pending = pending, bytearray()
+                    await _on_disk(url, part.write, data)
+            if pending:
+                await _on_disk(url, part.write, pending)
+            await _on_disk(url, part.commit, self._fsync)
+        except BaseException:
+            part.discard()  # whatever happened, cancellation included, no partial file stays
+            raise
+        return DownloadedFile(
+            url=url, path=name, bytes=part.size, sha256=part.hexdigest(), content_type=media
+        )
+
+
+class _PartFile:
+    """A temp file beside its destination: written, then renamed into place or removed.
+
+    ``write`` and ``commit`` run in a worker thread. A native asyncio cancel does not wait for
+    the thread, so ``discard`` (inline) takes the same lock: it waits for the operation in
+    progress, and any operation that starts after it does nothing.
+    """
+
+    def __init__(self, folder: Path, name: str):
+        self.target = folder / name
+        if self.target.resolve().parent != folder:  # defence in depth: names are safe already
+            raise ValueError(f"file name {name!r} leaves the output folder")
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._lock = threading.Lock()
+        self._done = False
+        while True:
+            path = folder / f".{name}.part-{secrets.token_hex(6)}"
+            try:
+                # O_EXCL: never write through a file or link that is already there.
+                fd = os.open(path, _OPEN_FLAGS, 0o666)
+            except FileExistsError:
+                continue
+            break
+        self.path = path
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+
+    def write(self, data: bytearray) -> None:
+        with self._lock:
+            if not self._done:
+                self._hash.update(data)
+                self._file.write(data)
+                self.size += len(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def commit(self, fsync: bool) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+            self._file.flush()
+            if fsync:
+                os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self.path, self.target)
+            if fsync:
+                _fsync_folder(self.target.parent)
+
+    def discard(self) -> None:
+        with self._lock:
+            self._done = True
+            with suppress(OSError):
+                self._file.close()
+            with suppress(OSError):
+                os.unlink(self.path)  # already gone once committed
+
+
+async def _on_disk(url: str, func: Callable[..., T], *args: object) -> T:
+    """Run a blocking file operation in a thread; a disk error becomes a final DownloadError."""
+    try:
+        return await anyio.to_thread.run_sync(func, *args)
+    except OSError as exc:
+        raise DownloadError(f"could not write the file: {exc}", url=url) from exc
+
+
+def _make_folder(out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir.resolve()
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Persist the rename itself (POSIX); not possible, nor needed, on Windows."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _status_error(url: str, resp: aiohttp.ClientResponse) -> DownloadError:
+    status = resp.status
+    retryable = status in (408, 429) or status >= 500
+    retry_after = (
+        parse_retry_after(resp.headers.get("Retry-After")) if status in (429, 503) else None
+    )
+    reason = f"HTTP {status} {resp.reason or ''}".strip()
+    return DownloadError(
+        reason, url=url, status_code=status, retryable=retryable, retry_after=retry_after
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(url: str, *, allow_http: bool) -> None:
+    if _CONTROL_OR_SPACE.search(url):
+        raise DownloadError("refused: spaces or control characters in the URL", url=url)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError as exc:
+        raise DownloadError(f"refused: malformed URL ({exc})", url=url) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http"):
+        shown = f"scheme {scheme + ':'!r}" if scheme else "no scheme"
+        raise DownloadError(
+            f"refused: {shown} is not allowed (only https, or http to loopback)", url=url
+        )
+    if not host:
+        raise DownloadError("refused: the URL has no host", url=url)
+    if parts.username is not None or parts.password is not None:
+        raise DownloadError("refused: credentials in the URL", url=url)
+    if scheme == "http" and not allow_http and not _is_loopback(host):
+        raise DownloadError(
+            f"refused: plain http to {host!r}, which is not loopback "
+            "(use https, or allow_insecure=True)",
+            url=url,
+        )
+
+
+def _extension(url: str) -> str:
+    """The allowlisted extension of the URL path's last segment, or ``""``."""
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return ""
+    ext = posixpath.splitext(unquote(path).rsplit("/", 1)[-1])[1].lower()
+    return ext if ext in ALLOWED_EXTENSIONS else ""
+
+
+def _display_url(url: str, limit: int = 160) -> str:
+    """The URL for messages: no credentials, no query string, one short line."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<malformed URL>"
+    if parts.scheme.lower() in ("http", "https"):
+        netloc = parts.netloc.rpartition("@")[2]
+        shown = f"{parts.scheme}://{netloc}{parts.path}" + ("?..." if parts.query else "")
+    else:
+        shown = url
+    shown = _CONTROL_OR_SPACE.sub(" ", shown).strip()
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
