@@ -8,7 +8,9 @@ Example:
     ...     print(result.output.urls)
 """
 
+from ._batch import BatchResult, BatchRunner
 from ._client import AsyncClient
+from ._download import DownloadedFile, DownloadError
 from ._exceptions import (
     APIError,
     APIStatusError,
@@ -32,6 +34,7 @@ from ._exceptions import (
 from ._jobs import Job, JobUpdate
 from ._poller import PollSettings
 from ._retry import RetryPolicy
+from ._sync import SyncClient, SyncJob
 from ._version import __version__
 from ._wire import CancelResponse, Output, Result, StatusResponse, SubmitResponse
 
@@ -40,9 +43,13 @@ __all__ = [
     "APIStatusError",
     "AsyncClient",
     "AuthenticationError",
+    "BatchResult",
+    "BatchRunner",
     "CancelResponse",
     "ClientClosedError",
     "ConfigError",
+    "DownloadError",
+    "DownloadedFile",
     "InputValidationError",
     "Job",
     "JobCancelledError",
@@ -63,6 +70,8 @@ __all__ = [
     "StatusResponse",
     "SubmissionUncertainError",
     "SubmitResponse",
+    "SyncClient",
+    "SyncJob",
     "TransportError",
     "__version__",
 ]

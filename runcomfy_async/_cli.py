@@ -83,8 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the typed models with their fields")
     models.add_argument("model", nargs="?", help="show one model only")
 
+    from ._cli_batch import add_batch_parser
     from ._cli_emulator import add_emulator_parser
 
+    add_batch_parser(sub, _common)
     add_emulator_parser(sub)
     return parser
 
@@ -203,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ._cli_emulator import run_emulator_main
 
             return run_emulator_main(args)
+        if args.command == "batch":
+            from ._cli_batch import run_batch
+
+            return run_batch(args, open_client)
         handler = {"run": _run, "submit": _submit}.get(args.command, _one)
         return asyncio.run(handler(args))
     except KeyboardInterrupt:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -14,6 +16,7 @@ import anyio
 import anyio.abc
 import msgspec
 
+from ._batch import BatchRunner
 from ._budget import Kind, RequestBudget
 from ._config import check_model_id, check_request_id, resolve_base_url, resolve_token
 from ._exceptions import (
@@ -456,6 +459,47 @@ class AsyncClient:
             job._future.add_done_callback(notifier(job))
         for _ in range(count):
             yield await done.get()
+
+    def map(
+        self,
+        model: str | None,
+        inputs: Iterable[Any] | AsyncIterable[Any],
+        *,
+        max_in_flight: int = 64,
+        ordered: bool = False,
+        journal: str | os.PathLike[str] | None = None,
+        fsync: bool = False,
+        download_to: str | os.PathLike[str] | None = None,
+        resubmit_uncertain: bool = False,
+        max_downloads: int = 8,
+    ) -> BatchRunner:
+        """Run ``model`` over many inputs; iterate the runner for one result per input.
+
+        Inputs are read lazily (an iterable or async iterable of dicts, typed Structs, or
+        ``(key, inputs)`` pairs). A failed input is a result with its error, never the end
+        of the batch. With a ``journal``, a killed batch resumes: finished inputs are
+        skipped, submitted ones are polled again, never resubmitted.
+
+        Example:
+            >>> async with client.map(MODEL, prompts_as_dicts, max_in_flight=200) as batch:
+            ...     async for res in batch:
+            ...         print(res.index, res.status, res.urls)
+
+        See :class:`BatchRunner` for every argument.
+        """
+        self._require_open()
+        return BatchRunner(
+            self,
+            model,
+            inputs,
+            max_in_flight=max_in_flight,
+            ordered=ordered,
+            journal=None if journal is None else Path(journal),
+            fsync=fsync,
+            download_to=None if download_to is None else Path(download_to),
+            resubmit_uncertain=resubmit_uncertain,
+            max_downloads=max_downloads,
+        )
 
     @property
     def jobs_in_flight(self) -> int:

@@ -1,12 +1,12 @@
-"""Downloads of job outputs: a token-free session, safe names, atomic writes, caps and retries.
+"""Downloads of job outputs: a token-free session, streamed atomic writes, caps and retries.
 
 A :class:`Downloader` owns a second aiohttp session, apart from the API's: it never sends an
 ``Authorization`` header or cookies, ignores proxy and ``.netrc`` settings, and follows at most
-:data:`MAX_REDIRECTS` redirects by hand, checking every hop. It fetches ``https://`` URLs, and
-``http://`` only on loopback unless ``allow_insecure=True``; ``file:``, ``data:`` and the like
-are refused before any request. Files are named from the caller's stem and the output's
-position, never from the URL (which may only suggest an allowlisted extension), streamed to a
-``.part`` file while hashed, then renamed into place; partial files never survive a failure.
+:data:`MAX_REDIRECTS` redirects by hand. What it may fetch and what the files are called is
+decided in :mod:`runcomfy_async._download_policy` (``https://``, or ``http://`` only on loopback
+unless ``allow_insecure=True``; names from the caller's stem and the output's position, never
+from the URL); this module does the I/O. Each answer is streamed to a ``.part`` file while
+hashed, then renamed into place; partial files never survive a failure.
 
 Example:
     >>> async def demo(urls: list[str]) -> None:
@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import logging
 import os
-import posixpath
-import re
 import secrets
 import threading
 from collections.abc import Callable, Sequence
@@ -31,18 +28,32 @@ from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, TypeVar
-from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
 import anyio
 import anyio.to_thread
 import msgspec
 
-from ._exceptions import ConfigError, RunComfyError, _one_line
+from ._download_policy import (
+    ALLOWED_EXTENSIONS,
+    MAX_REDIRECTS,
+    REDIRECT_STATUSES,
+    DownloadError,
+    DownloadTimeoutError,
+    _display_url,
+    check_url,
+    file_name,
+    inside_folder,
+    media_type,
+    redirect_target,
+    safe_stem,
+)
+from ._exceptions import ConfigError
 from ._retry import RetryPolicy, parse_retry_after
 from ._version import __version__
 
 __all__ = [
+    "ALLOWED_EXTENSIONS",
     "MAX_REDIRECTS",
     "DownloadError",
     "DownloadTimeoutError",
@@ -55,35 +66,6 @@ logger = logging.getLogger("runcomfy_async")
 
 T = TypeVar("T")
 
-MAX_REDIRECTS = 3
-"""Redirects followed per download, each hop checked like the first URL."""
-
-ALLOWED_EXTENSIONS = frozenset(
-    {".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm", ".mov", ".mp3", ".wav", ".json"}
-)
-"""Extensions that may be taken from a URL's path; anything else comes from the Content-Type."""
-
-_TYPE_EXTENSIONS = {
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-    "image/webp": ".webp",
-    "image/gif": ".gif",
-    "video/mp4": ".mp4",
-    "video/webm": ".webm",
-    "video/quicktime": ".mov",
-    "audio/mpeg": ".mp3",
-    "audio/wav": ".wav",
-    "audio/x-wav": ".wav",
-    "application/json": ".json",
-}
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
-_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
-_MAX_STEM = 100
-# Names Windows reserves whatever the extension ("CON.png" cannot be created there).
-_WINDOWS_RESERVED = frozenset(
-    {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
-)
 _FLUSH_BYTES = 1 << 20  # batch writes so the thread hop is paid once per MiB, not per packet
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
@@ -105,79 +87,6 @@ class DownloadedFile(msgspec.Struct, frozen=True):
     bytes: int
     sha256: str
     content_type: str
-
-
-class DownloadError(RunComfyError):
-    """An output could not be downloaded, or its URL was refused before any request.
-
-    ``str(err)`` is one line and shows the URL without its query string (signed CDN URLs carry
-    credentials there); the API token never reaches the downloader at all.
-
-    Attributes:
-        url: the URL that was asked for, exactly as given.
-        reason: what went wrong, one line.
-        status_code: the HTTP status of the last answer, or ``None`` when there was none.
-        retryable: whether the failure was transient (transport error, timeout, 408, 429,
-            5xx). When :meth:`Downloader.fetch` raises it, the retries are used up.
-        retry_after: seconds the server asked us to wait (429/503), or ``None``.
-        attempts: how many attempts were made.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        url: str,
-        status_code: int | None = None,
-        retryable: bool = False,
-        retry_after: float | None = None,
-    ):
-        with suppress(ValueError):
-            query = urlsplit(url).query
-            reason = reason.replace(query, "...") if query else reason
-        self.url = url
-        self.reason = _one_line(reason)
-        self.status_code = status_code
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self.attempts = 1
-        super().__init__(self.reason, url)
-
-    def __str__(self) -> str:
-        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
-        return f"download failed{tries}: {self.reason} ({_display_url(self.url)})"
-
-
-class DownloadTimeoutError(DownloadError, TimeoutError):
-    """The connect or read timeout passed while downloading an output."""
-
-
-def safe_stem(text: str) -> str:
-    """Turn any text into a file-name stem that cannot leave the output folder.
-
-    Every character outside ``[A-Za-z0-9._-]`` becomes ``_``, leading dots become ``_`` (no
-    hidden files, never ``.`` or ``..``), the result is cut to 100 characters, an empty result
-    becomes ``_``, and names Windows reserves (``CON``, ``NUL``...) get a ``_`` prefix. The
-    mapping is deterministic, so a resumed batch finds the same names; distinct texts may
-    map to the same stem (``"a/b"`` and ``"a_b"``).
-
-    Args:
-        text: an input's index, key or any label.
-
-    Returns:
-        The safe stem.
-
-    Example:
-        >>> safe_stem("../../etc/passwd")
-        '__.._etc_passwd'
-    """
-    stem = _UNSAFE_CHARS.sub("_", text)
-    if stem.startswith("."):
-        stem = "_" + stem.lstrip(".")
-    stem = stem[:_MAX_STEM] or "_"
-    if stem.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
-        stem = ("_" + stem)[:_MAX_STEM]
-    return stem
 
 
 class Downloader:
@@ -298,7 +207,7 @@ class Downloader:
                 loopback (unless ``allow_insecure``), credentials, spaces or control characters
                 in the URL, or no host.
         """
-        _check_url(url, allow_http=self._allow_insecure)
+        check_url(url, allow_http=self._allow_insecure)
 
     async def fetch(
         self, url: str, *, stem: str, position: int = 0, single: bool = False
@@ -419,14 +328,15 @@ class Downloader:
             while True:
                 self.requests_sent += 1
                 async with session.get(current, allow_redirects=False) as resp:
-                    if resp.status in _REDIRECT_STATUSES:
-                        if redirects >= MAX_REDIRECTS:
-                            raise DownloadError(
-                                f"more than {MAX_REDIRECTS} redirects",
-                                url=url,
-                                status_code=resp.status,
-                            )
-                        current = self._next_hop(url, current, resp)
+                    if resp.status in REDIRECT_STATUSES:
+                        current = redirect_target(
+                            url,
+                            current,
+                            resp.status,
+                            resp.headers.get("Location"),
+                            redirects=redirects,
+                            allow_insecure=self._allow_insecure,
+                        )
                         redirects += 1
                         continue
                     if not 200 <= resp.status < 300:
@@ -453,26 +363,6 @@ class Downloader:
                 f"connection broken: {type(exc).__name__}: {exc}", url=url, retryable=True
             ) from exc
 
-    def _next_hop(self, url: str, current: str, resp: aiohttp.ClientResponse) -> str:
-        """The checked target of a redirect; never a downgrade from https to remote http."""
-        location = resp.headers.get("Location")
-        if not location:
-            raise DownloadError(
-                f"HTTP {resp.status} redirect without a Location", url=url, status_code=resp.status
-            )
-        target = urljoin(current, location.strip())
-        allow_http = self._allow_insecure and urlsplit(current).scheme == "http"
-        try:
-            _check_url(target, allow_http=allow_http)
-        except DownloadError as exc:
-            reason = exc.reason.removeprefix("refused: ")
-            raise DownloadError(
-                f"redirect refused: {reason} (to {_display_url(target)})",
-                url=url,
-                status_code=resp.status,
-            ) from None
-        return target
-
     async def _save(
         self,
         url: str,
@@ -491,9 +381,8 @@ class Downloader:
                 url=url,
                 status_code=resp.status,
             )
-        media = resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        ext = _extension(url) or _extension(final_url) or _TYPE_EXTENSIONS.get(media, ".bin")
-        name = f"{base}{ext}" if single else f"{base}-{position}{ext}"
+        media = media_type(resp.headers.get("Content-Type", ""))
+        name = file_name(base, position, single=single, url=url, final_url=final_url, media=media)
         assert self._folder is not None  # set with the session
         try:
             # Inline, not in a thread: a cancel can then never leave an orphan file behind.
@@ -533,9 +422,7 @@ class _PartFile:
     """
 
     def __init__(self, folder: Path, name: str):
-        self.target = folder / name
-        if self.target.resolve().parent != folder:  # defence in depth: names are safe already
-            raise ValueError(f"file name {name!r} leaves the output folder")
+        self.target = inside_folder(folder, name)
         self.size = 0
         self._hash = hashlib.sha256()
         self._lock = threading.Lock()
@@ -619,64 +506,3 @@ def _status_error(url: str, resp: aiohttp.ClientResponse) -> DownloadError:
     return DownloadError(
         reason, url=url, status_code=status, retryable=retryable, retry_after=retry_after
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_url(url: str, *, allow_http: bool) -> None:
-    if _CONTROL_OR_SPACE.search(url):
-        raise DownloadError("refused: spaces or control characters in the URL", url=url)
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018  (raises ValueError on a bad port)
-    except ValueError as exc:
-        raise DownloadError(f"refused: malformed URL ({exc})", url=url) from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("https", "http"):
-        shown = f"scheme {scheme + ':'!r}" if scheme else "no scheme"
-        raise DownloadError(
-            f"refused: {shown} is not allowed (only https, or http to loopback)", url=url
-        )
-    if not host:
-        raise DownloadError("refused: the URL has no host", url=url)
-    if parts.username is not None or parts.password is not None:
-        raise DownloadError("refused: credentials in the URL", url=url)
-    if scheme == "http" and not allow_http and not _is_loopback(host):
-        raise DownloadError(
-            f"refused: plain http to {host!r}, which is not loopback "
-            "(use https, or allow_insecure=True)",
-            url=url,
-        )
-
-
-def _extension(url: str) -> str:
-    """The allowlisted extension of the URL path's last segment, or ``""``."""
-    try:
-        path = urlsplit(url).path
-    except ValueError:
-        return ""
-    ext = posixpath.splitext(unquote(path).rsplit("/", 1)[-1])[1].lower()
-    return ext if ext in ALLOWED_EXTENSIONS else ""
-
-
-def _display_url(url: str, limit: int = 160) -> str:
-    """The URL for messages: no credentials, no query string, one short line."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<malformed URL>"
-    if parts.scheme.lower() in ("http", "https"):
-        netloc = parts.netloc.rpartition("@")[2]
-        shown = f"{parts.scheme}://{netloc}{parts.path}" + ("?..." if parts.query else "")
-    else:
-        shown = url
-    shown = _CONTROL_OR_SPACE.sub(" ", shown).strip()
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."

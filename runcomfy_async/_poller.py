@@ -249,14 +249,22 @@ class Poller:
         s = self.settings
         now = time.monotonic()
         if entry.elapsed == 0 and not entry.probing and not entry.waited:
-            if stats.learned or stats.probing >= s.probes:
-                # Never checked: its first check is placed when it comes due, with the
-                # estimate of that moment (see _release), not with today's guess.
-                stats.waiting.append(entry)
-                self._wake.set()
+            # Never checked: its first check is placed when it comes due, with the estimate
+            # of that moment (see _release), not with today's guess...
+            stats.waiting.append(entry)
+            self._wake.set()
+            if stats.learned:
                 return
-            entry.probing = True
-            stats.probing += 1
+            # ... unless nothing is known yet: then the oldest jobs become probes, one per
+            # eight jobs in flight (at least two, at most `probes`).
+            allowed = min(s.probes, max(2, stats.live // 8))
+            while stats.probing < allowed and stats.waiting:
+                probe = stats.waiting.popleft()
+                if probe.live and not probe.job.done():
+                    probe.probing = True
+                    stats.probing += 1
+                    self._schedule(probe, now + self._jittered(s.first_check))
+            return
         if not stats.learned:
             # Probes look often when many jobs will wait for what they learn.
             growth = 0.25 if stats.probing >= s.probes or stats.waiting else 0.5
