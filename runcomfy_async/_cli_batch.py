@@ -112,6 +112,9 @@ def run_batch(args: argparse.Namespace, open_client: Any) -> int:
     """
     out = Path(args.out)
     journal_path = out / "journal.jsonl"
+    if journal_path.exists() and not args.resume and args.sandbox:
+        # Sandbox jobs vanish with their in-process emulator: start afresh, keep the old run.
+        journal_path.replace(out / "journal.prev.jsonl")
     if journal_path.exists() and not args.resume:
         raise UsageError(
             f"{out} already holds a batch journal: pass --resume to continue it, "
@@ -122,7 +125,8 @@ def run_batch(args: argparse.Namespace, open_client: Any) -> int:
     shared = parse_sets(args.model, args.set)
     with _spooled(args.input) as path:
         fmt = detect_format(path if args.input != "-" else "-", args.format)
-        report = scan(path, model_id=args.model, shared=shared, fmt=fmt)
+        name = "<stdin>" if args.input == "-" else None
+        report = scan(path, model_id=args.model, shared=shared, fmt=fmt, source_name=name)
         if report.total == 0:
             raise UsageError(f"{args.input}: no inputs (the file is empty)")
         if report.invalid:
@@ -136,7 +140,7 @@ def run_batch(args: argparse.Namespace, open_client: Any) -> int:
                     "submitted. Fix them, or pass --on-invalid skip"
                 )
         out.mkdir(parents=True, exist_ok=True)
-        lines = read_inputs(path, model_id=args.model, shared=shared, fmt=fmt)
+        lines = read_inputs(path, model_id=args.model, shared=shared, fmt=fmt, source_name=name)
         return asyncio.run(_drive(args, open_client, lines, report.total, out, journal_path))
 
 

@@ -1,0 +1,582 @@
+"""Streaming readers of batch input files: ``.txt``, ``.jsonl`` and ``.csv``, one item at a time.
+
+A batch input can hold hundreds of thousands of lines, so it is never read whole. Files are read
+in binary mode, line by line with a bounded ``readline``, and every line is decoded on its own:
+invalid UTF-8, malformed JSON, a line longer than :data:`MAX_LINE_BYTES` or inputs that break
+the model's schema become an :class:`InputLine` with ``error`` set, never an exception. Items
+with an error keep their ``index``, so indexes stay stable when the user fixes a line and runs
+again.
+
+Formats:
+
+* ``.txt``: each non-blank line is a prompt, stripped of surrounding whitespace.
+* ``.jsonl`` (or ``.ndjson``): each non-blank line is a JSON object of inputs; the reserved
+  field ``"_key"`` (a string or an integer) names the item.
+* ``.csv``: the header row names the fields (``_key`` names the item); empty cells are omitted
+  and values are typed by the model's schema like ``--set`` values. A header without commas
+  but with tabs or semicolons selects that delimiter instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, BinaryIO, Literal
+
+import msgspec
+
+from ._cli_args import UsageError, _coerce, _guess
+from ._exceptions import InputValidationError, _one_line
+from .models import describe, get_model, validate_inputs
+from .models._schema import show_value
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "InputFormat",
+    "InputLine",
+    "ScanReport",
+    "detect_format",
+    "read_inputs",
+    "scan",
+]
+
+InputFormat = Literal["txt", "jsonl", "csv"]
+"""The input formats :func:`read_inputs` understands."""
+
+MAX_LINE_BYTES = 16 * 1024 * 1024
+"""Longest accepted line, in bytes without its line break (16 MiB). Longer lines become errors
+and are skipped without ever being held whole in memory. Typed models reject much shorter
+prompts (100,000 characters) through their schema."""
+
+_FORMATS: dict[str, InputFormat] = {
+    "txt": "txt",
+    "jsonl": "jsonl",
+    "ndjson": "jsonl",
+    "csv": "csv",
+}
+_CHUNK = 64 * 1024  # readline step: whole ordinary lines in one call, long ones in pieces
+_BOM = b"\xef\xbb\xbf"
+_KEY = "_key"
+_MAX_SCAN_ERRORS = 50
+
+
+class InputLine(msgspec.Struct, frozen=True):
+    """One item of a batch input file, valid or not.
+
+    Attributes:
+        index: 0-based position among the file's items (blank lines and the CSV header are
+            not items); stable across runs, and kept by items with an error.
+        line: 1-based physical line number where the item starts, for messages.
+        key: the user's name for the item (``"_key"`` in JSONL and CSV), or ``None``.
+        inputs: the model inputs: the shared fields overlaid with the line's own (the line
+            wins), without ``"_key"``. For an item with an error, whatever could be read.
+        error: ``None`` when the item is valid; else a one-line reason, such as
+            ``"num_images must be an integer from 1 to 4 (default 1); got the integer 9"``.
+        source: where the item is, as ``"path/to/file.jsonl:17"`` or ``"<stdin>:17"``.
+    """
+
+    index: int
+    line: int
+    key: str | None
+    inputs: dict[str, Any]
+    error: str | None
+    source: str
+
+    @property
+    def ok(self) -> bool:
+        """Whether the item is valid (``error`` is ``None``)."""
+        return self.error is None
+
+
+class ScanReport(msgspec.Struct, frozen=True):
+    """What one pass over an input file found: see :func:`scan`.
+
+    Attributes:
+        total: the number of items (``0`` for a file without any).
+        valid: the items without an error.
+        invalid: the items with an error.
+        errors: the first errors (at most 50) as ``(source, reason)`` pairs, in file order.
+    """
+
+    total: int
+    valid: int
+    invalid: int
+    errors: list[tuple[str, str]]
+
+
+def detect_format(path: str | os.PathLike[str], explicit: str | None = None) -> InputFormat:
+    """Tell the format of an input file from its extension, or from an explicit name.
+
+    Args:
+        path: the input file, or ``"-"`` for stdin (read as ``txt`` unless ``explicit``).
+        explicit: a format name that overrides the extension: ``"txt"``, ``"jsonl"``,
+            ``"ndjson"`` (same as ``jsonl``) or ``"csv"``; ``None`` to go by the extension.
+
+    Returns:
+        ``"txt"``, ``"jsonl"`` or ``"csv"``.
+
+    Raises:
+        UsageError: the explicit name or the extension is not one of the known ones.
+
+    Example:
+        >>> detect_format("prompts/cats.JSONL")
+        'jsonl'
+    """
+    if explicit is not None:
+        fmt = _FORMATS.get(explicit.strip().lower())
+        if fmt is None:
+            raise UsageError(f"unknown input format {explicit!r}; use txt, jsonl or csv")
+        return fmt
+    name = os.fspath(path)
+    if name == "-":
+        return "txt"
+    ext = os.path.splitext(name)[1].lower()
+    fmt = _FORMATS.get(ext[1:])
+    if fmt is None:
+        hint = " (write a .json file as one JSON object a line)" if ext == ".json" else ""
+        raise UsageError(
+            f"cannot tell the format of {name!r} from its extension{hint}; "
+            "use .txt (one prompt a line), .jsonl or .ndjson (one JSON object a line) "
+            "or .csv (a header row of field names), or name the format explicitly"
+        )
+    return fmt
+
+
+def read_inputs(
+    path: str | os.PathLike[str],
+    *,
+    model_id: str,
+    shared: Mapping[str, Any] | None = None,
+    fmt: str | None = None,
+    stdin: BinaryIO | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    source_name: str | None = None,
+) -> Iterator[InputLine]:
+    """Read a batch input file item by item, checking each against the model's schema.
+
+    The file is streamed: memory use is bounded by the longest accepted line, whatever the
+    file's size. Every problem with an item (invalid UTF-8, bad JSON, a line over
+    ``max_line_bytes``, a schema violation) is reported in its :attr:`InputLine.error`;
+    nothing about the content raises.
+
+    Args:
+        path: the input file, or ``"-"`` for stdin.
+        model_id: the model the inputs are for; models with typed inputs have every item
+            checked (:func:`~runcomfy_async.models.validate_inputs`), others only parsed.
+        shared: fields given to every item (``--set``); an item's own fields win.
+        fmt: the format (``"txt"``, ``"jsonl"``, ``"csv"``), or ``None`` to go by the
+            extension (see :func:`detect_format`).
+        stdin: the binary stream read for ``"-"``; ``None`` means ``sys.stdin.buffer``.
+        max_line_bytes: the longest accepted line in bytes (default :data:`MAX_LINE_BYTES`).
+        source_name: the name used in :attr:`InputLine.source` instead of the path (e.g.
+            ``"<stdin>"`` for stdin spooled to a file); ``None`` for the path itself.
+
+    Returns:
+        An iterator of :class:`InputLine`, in file order. The file is opened on the first
+        ``next()`` and closed when the iterator is exhausted or closed.
+
+    Raises:
+        UsageError: an unknown format, a shared ``_key``, or (on the first ``next()``) a file
+            that cannot be opened.
+
+    Example:
+        >>> for item in read_inputs("prompts.txt", model_id="google/nano-banana-2/text-to-image"):
+        ...     print(item.source, item.error or item.inputs)  # doctest: +SKIP
+    """
+    kind = detect_format(path, fmt)
+    base = dict(shared or {})
+    if _KEY in base:
+        raise UsageError(f"{_KEY} names one item; it cannot be set for all of them")
+    if max_line_bytes < 1:
+        raise UsageError(f"max_line_bytes must be at least 1, got {max_line_bytes}")
+    return _read(os.fspath(path), kind, model_id, base, stdin, max_line_bytes, source_name)
+
+
+def scan(
+    path: str | os.PathLike[str],
+    *,
+    model_id: str,
+    shared: Mapping[str, Any] | None = None,
+    fmt: str | None = None,
+    stdin: BinaryIO | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    source_name: str | None = None,
+) -> ScanReport:
+    """Check a whole input file in one streaming pass, before anything is submitted.
+
+    Args:
+        path: the input file, or ``"-"`` for stdin (which is consumed).
+        model_id: the model the inputs are for.
+        shared: fields given to every item (``--set``).
+        fmt: the format, or ``None`` to go by the extension.
+        stdin: the binary stream read for ``"-"``; ``None`` means ``sys.stdin.buffer``.
+        max_line_bytes: the longest accepted line in bytes (default :data:`MAX_LINE_BYTES`).
+        source_name: the name used in the error sources instead of the path.
+
+    Returns:
+        The counts and the first 50 errors. ``total == 0`` means the file has no items.
+
+    Raises:
+        UsageError: as :func:`read_inputs`.
+
+    Example:
+        >>> report = scan("cats.jsonl", model_id="google/nano-banana-2/edit")  # doctest: +SKIP
+        >>> (report.total, report.invalid)  # doctest: +SKIP
+        (1200, 0)
+    """
+    total = invalid = 0
+    errors: list[tuple[str, str]] = []
+    items = read_inputs(
+        path,
+        model_id=model_id,
+        shared=shared,
+        fmt=fmt,
+        stdin=stdin,
+        max_line_bytes=max_line_bytes,
+        source_name=source_name,
+    )
+    for item in items:
+        total += 1
+        if item.error is not None:
+            invalid += 1
+            if len(errors) < _MAX_SCAN_ERRORS:
+                errors.append((item.source, item.error))
+    return ScanReport(total=total, valid=total - invalid, invalid=invalid, errors=errors)
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def _read(
+    path: str,
+    kind: InputFormat,
+    model_id: str,
+    shared: dict[str, Any],
+    stdin: BinaryIO | None,
+    max_bytes: int,
+    name: str | None,
+) -> Iterator[InputLine]:
+    """Open the input and dispatch to the format's reader (the generator behind read_inputs)."""
+    readers: dict[str, _Reader] = {
+        "txt": _read_lines(_parse_prompt),
+        "jsonl": _read_lines(_parse_object),
+        "csv": _read_csv,
+    }
+    reader = readers[kind]
+    if path == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        source = name if name is not None else "<stdin>"
+        yield from reader(_lines(stream, max_bytes), source, model_id, shared, max_bytes)
+        return
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below, kept out of try
+    except OSError as exc:
+        raise UsageError(f"cannot read {path!r}: {exc.strerror or exc}") from exc
+    with handle:
+        source = name if name is not None else path
+        yield from reader(_lines(handle, max_bytes), source, model_id, shared, max_bytes)
+
+
+def _lines(stream: BinaryIO, max_bytes: int) -> Iterator[bytes | bytearray | None]:
+    """Yield each physical line without its line break, or ``None`` for one over ``max_bytes``.
+
+    Lines are read in bounded pieces; once a line is known to be too long the rest of it is
+    read and dropped, so memory never holds more than ``max_bytes`` plus one piece. A UTF-8
+    byte order mark at the start of the stream is dropped.
+    """
+    limit = max_bytes + 2  # room for the "\r\n" that is not part of the line
+    step = min(_CHUNK, limit + 1)
+    first = True
+    while True:
+        chunk: bytes | bytearray = stream.readline(step)
+        if not chunk:
+            return
+        if first:
+            first = False
+            if chunk.startswith(_BOM):
+                chunk = chunk[len(_BOM) :]
+        if chunk.endswith(b"\n") and len(chunk) <= limit:
+            yield _trim(chunk, max_bytes)
+            continue
+        buf: bytearray | None = bytearray(chunk) if len(chunk) <= limit else None
+        piece = chunk
+        while not piece.endswith(b"\n"):
+            piece = stream.readline(step)
+            if not piece:
+                break
+            if buf is not None:
+                buf += piece
+                if len(buf) > limit:
+                    buf = None  # too long: drop what we hold, skip the rest of the line
+        yield None if buf is None else _trim(buf, max_bytes)
+
+
+def _trim(raw: bytes | bytearray, max_bytes: int) -> bytes | bytearray | None:
+    """Strip the line break from ``raw``; ``None`` if what is left exceeds ``max_bytes``."""
+    if raw.endswith(b"\n"):
+        cut = 2 if raw.endswith(b"\r\n") else 1
+        if isinstance(raw, bytearray):
+            del raw[-cut:]  # in place: a long line is not copied
+        else:
+            raw = raw[:-cut]
+    return raw if len(raw) <= max_bytes else None
+
+
+def _decode(raw: bytes | bytearray) -> tuple[str | None, str | None]:
+    """Decode one line as UTF-8: ``(text, None)``, or ``(None, reason)`` when it is invalid."""
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, f"invalid UTF-8 at byte {exc.start + 1} of the line"
+
+
+def _too_long(max_bytes: int) -> str:
+    return f"line longer than the limit of {max_bytes:,} bytes"
+
+
+def _check(model_id: str, inputs: dict[str, Any]) -> str | None:
+    """Validate ``inputs`` against the model's schema; the reason as one line, or ``None``."""
+    try:
+        validate_inputs(model_id, inputs)
+    except InputValidationError as exc:
+        if exc.field is None:
+            return _one_line(exc.reason, 600)
+        field = exc.field
+        if len(field) > 64 or not field.isidentifier():
+            field = repr(field[:64]) + ("..." if len(field) > 64 else "")
+        return _one_line(f"{field} {exc.reason}", 600)
+    return None
+
+
+_Lines = Iterator[bytes | bytearray | None]
+_Parsed = tuple[str | None, dict[str, Any], str | None]
+_Reader = Callable[[_Lines, str, str, dict[str, Any], int], Iterator[InputLine]]
+
+
+def _read_lines(parse: Callable[[str], _Parsed | None]) -> _Reader:
+    """Build a reader of one item a line; ``parse`` returns ``None`` for a blank line."""
+
+    def read(
+        lines: _Lines, source: str, model_id: str, shared: dict[str, Any], max_bytes: int
+    ) -> Iterator[InputLine]:
+        index = 0
+        for number, raw in enumerate(lines, 1):
+            key: str | None = None
+            inputs = dict(shared)
+            text, error = (None, _too_long(max_bytes)) if raw is None else _decode(raw)
+            if text is not None:
+                parsed = parse(text)
+                if parsed is None:
+                    continue  # blank lines take no index
+                key, fields, error = parsed
+                inputs.update(fields)
+                if error is None:
+                    error = _check(model_id, inputs)
+            yield InputLine(index, number, key, inputs, error, f"{source}:{number}")
+            index += 1
+
+    return read
+
+
+def _parse_prompt(text: str) -> _Parsed | None:
+    """A txt line: the prompt, stripped of surrounding whitespace."""
+    prompt = text.strip()
+    return (None, {"prompt": prompt}, None) if prompt else None
+
+
+def _parse_object(text: str) -> _Parsed | None:
+    """A jsonl line: ``(key, fields, error)`` from one JSON object."""
+    if not text.strip():
+        return None
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        return None, {}, _one_line(f"not valid JSON: {exc}")
+    except RecursionError:
+        return None, {}, "not valid JSON: nested too deeply"
+    if not isinstance(value, dict):
+        return None, {}, f"not a JSON object of inputs: got {show_value(value)}"
+    raw_key = value.pop(_KEY, None)
+    if raw_key is None:
+        return None, value, None
+    if isinstance(raw_key, str) and raw_key:
+        return raw_key, value, None
+    if isinstance(raw_key, int) and not isinstance(raw_key, bool):
+        return str(raw_key), value, None
+    reason = f"{_KEY} must be a non-empty string or an integer; got {show_value(raw_key)}"
+    return None, value, reason
+
+
+# -- csv --------------------------------------------------------------------------------------
+
+
+class _Feeder:
+    """Decoded lines for ``csv.reader``, noting per record which lines could not be read.
+
+    A line that is not valid UTF-8 is passed on decoded with replacement characters (so the
+    record's structure survives) and a line over the size limit as an empty line; either way
+    the problem is noted, and the record that contains it is reported as an error.
+    """
+
+    def __init__(self, lines: _Lines, max_bytes: int):
+        self._lines = lines
+        self._max_bytes = max_bytes
+        self._pending: str | None = None
+        self.number = 0  # the physical line number of the last line handed out or peeked
+        self.problems: list[tuple[int, str]] = []
+
+    def __iter__(self) -> _Feeder:
+        return self
+
+    def __next__(self) -> str:
+        if self._pending is not None:
+            text, self._pending = self._pending, None
+            return text
+        return self._next_line()
+
+    def _next_line(self) -> str:
+        raw = next(self._lines)
+        self.number += 1
+        if raw is None:
+            self.problems.append((self.number, _too_long(self._max_bytes)))
+            return "\n"
+        text, error = _decode(raw)
+        if text is None:
+            self.problems.append((self.number, error or "invalid UTF-8"))
+            text = raw.decode("utf-8", errors="replace")
+        return text + "\n"
+
+    @property
+    def next_number(self) -> int:
+        """The physical line number the next record starts on."""
+        return self.number if self._pending is not None else self.number + 1
+
+    def peek_first(self) -> str:
+        """Skip blank lines and return the first other line, which is handed out again next."""
+        while True:
+            try:
+                text = self._next_line()
+            except StopIteration:
+                return ""
+            if text.strip() or self.problems:
+                self._pending = text
+                return text
+
+    def take_problems(self, start: int) -> str | None:
+        """The problems noted since the last call, as one reason for the record at ``start``."""
+        if not self.problems:
+            return None
+        reasons = [r if n == start else f"line {n}: {r}" for n, r in self.problems]
+        self.problems = []
+        return "; ".join(reasons)
+
+
+def _delimiter(first: str) -> str:
+    """Comma, unless the header line has none but has tabs or semicolons."""
+    if "," not in first:
+        for candidate in ("\t", ";"):
+            if candidate in first:
+                return candidate
+    return ","
+
+
+def _read_csv(
+    lines: _Lines,
+    source: str,
+    model_id: str,
+    shared: dict[str, Any],
+    max_bytes: int,
+) -> Iterator[InputLine]:
+    """A header row of field names, then one item a row; blank rows take no index."""
+    feeder = _Feeder(lines, max_bytes)
+    # strict: a stray quote is an error for its row rather than a silently odd value
+    reader = csv.reader(feeder, delimiter=_delimiter(feeder.peek_first()), strict=True)
+    cls = get_model(model_id)
+    kinds = {f.name: f.type for f in describe(cls)} if cls is not None else {}
+    header: list[str] | None = None
+    header_error: str | None = None
+    index = 0
+    while True:
+        start = feeder.next_number
+        error: str | None = None
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            row, error = [], _csv_problem(str(exc), start, feeder.number)
+        problem = feeder.take_problems(start)
+        error = problem or error
+        if header is None:
+            if error is None and not any(cell.strip() for cell in row):
+                continue  # blank lines before the header
+            header = [cell.strip() for cell in row]
+            header_error = error or _header_problem(header)
+            continue
+        if error is None and not any(cell.strip() for cell in row):
+            continue
+        key: str | None = None
+        inputs = dict(shared)
+        if error is None and header_error is not None:
+            error = f"the header row is unusable: {header_error}"
+        if error is None:
+            key, fields, error = _row_fields(header, row, kinds)
+            inputs.update(fields)
+        if error is None:
+            error = _check(model_id, inputs)
+        yield InputLine(index, start, key, inputs, error, f"{source}:{start}")
+        index += 1
+
+
+def _csv_problem(message: str, start: int, end: int) -> str:
+    """Phrase the csv module's error for a user, with the lines the record spanned."""
+    if message.startswith("new-line character seen in unquoted field"):
+        message = "a carriage return inside an unquoted cell (quote the cell)"
+    elif message.startswith("field larger than field limit"):
+        message = f"a cell longer than {csv.field_size_limit():,} characters"
+    if end > start:
+        message += f" (in a record from line {start} to line {end}: is a quote left open?)"
+    return _one_line(f"not valid CSV: {message}")
+
+
+def _header_problem(header: list[str]) -> str | None:
+    """Why a header row cannot name fields (duplicate names), or ``None``."""
+    seen: set[str] = set()
+    for name in header:
+        if name and name in seen:
+            return f"column {name!r} appears more than once"
+        seen.add(name)
+    return None
+
+
+def _row_fields(
+    header: list[str], row: list[str], kinds: Mapping[str, str]
+) -> tuple[str | None, dict[str, Any], str | None]:
+    """Turn one CSV row into ``(key, fields, error)``, typing cells by the model's schema."""
+    if len(row) > len(header) and any(cell.strip() for cell in row[len(header) :]):
+        return None, {}, f"the row has {len(row)} cells but the header names {len(header)}"
+    key: str | None = None
+    fields: dict[str, Any] = {}
+    for column, (name, cell) in enumerate(zip(header, row, strict=False), 1):
+        if not cell.strip():
+            continue
+        if not name:
+            return None, fields, f"column {column} has a value but no name in the header"
+        if name == _KEY:
+            key = cell
+            continue
+        fields[name] = _typed(kinds.get(name), cell, name)
+    return key, fields, None
+
+
+def _typed(kind: str | None, cell: str, name: str) -> Any:
+    """Type one CSV cell as ``--set`` does: by the field's schema type, else by its look."""
+    if kind == "string":
+        return cell
+    try:
+        return _guess(cell) if kind is None else _coerce(kind, cell.strip(), name)
+    except (UsageError, RecursionError):
+        # Keep the text: the schema check then says what the field accepts.
+        return cell

@@ -1,0 +1,171 @@
+"""The command line: exit codes, the sandbox batch, bad input files, and kill-then-resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runcomfy_async._cli import main
+from runcomfy_async._journal import Journal
+from runcomfy_async.testing import FakeRunComfy
+
+from .conftest import TOKEN
+
+T2I = "google/nano-banana-2/text-to-image"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "prompts.txt"
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNCOMFY_")}
+    env["RUNCOMFY_API_TOKEN"] = TOKEN
+    return env
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "runcomfy_async", *args]
+
+
+def test_sandbox_batch_writes_results_and_gallery(tmp_path: Path) -> None:
+    """The README's first command: a sandbox batch writes results, files and a gallery."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        _cli("batch", str(EXAMPLES), "--model", T2I, "--out", str(out), "--sandbox"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = (out / "results.jsonl").read_text().splitlines()
+    prompts = [p for p in EXAMPLES.read_text().splitlines() if p.strip()]
+    assert len(lines) == len(prompts)
+    records = [json.loads(line) for line in lines]
+    assert all(r["status"] == "succeeded" and r["files"] for r in records)
+    assert all((out / r["files"][0]["path"]).exists() for r in records)
+    html = (out / "index.html").read_text()
+    assert "index.html" not in proc.stderr or "gallery" in proc.stderr
+    assert html.count("<img") >= len(prompts)
+
+
+def test_usage_and_config_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bad usage exits 2; a missing token exits 3 and names the variables."""
+    for name in ("RUNCOMFY_API_TOKEN", "RUNCOMFY_TOKEN", "RUNCOMFY_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit) as info:
+        main(["batch"])
+    assert info.value.code == 2
+    assert main(["status", "abc", "--base-url", "http://127.0.0.1:9"]) == 3
+    assert main(["run", T2I, "--set", "prompt=x", "--set", "num_images=9", "--sandbox"]) == 2
+    assert main(["models", "no/such/model"]) == 2
+
+
+def test_bad_lines_refused_before_any_submit(tmp_path: Path) -> None:
+    """Invalid lines are reported with file:line and nothing is submitted (default: fail)."""
+    bad = tmp_path / "in.jsonl"
+    bad.write_text(
+        '{"prompt": "fine"}\n{"prompt": "x", "num_images": 9}\nnot json\n{"prompt": ""}\n'
+    )
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        _cli("batch", str(bad), "--model", T2I, "--out", str(out), "--sandbox"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert f"{bad}:2" in proc.stderr and "num_images" in proc.stderr
+    assert f"{bad}:3" in proc.stderr and f"{bad}:4" in proc.stderr
+    assert not (out / "journal.jsonl").exists()
+    proc = subprocess.run(
+        _cli(
+            "batch",
+            str(bad),
+            "--model",
+            T2I,
+            "--out",
+            str(out),
+            "--sandbox",
+            "--on-invalid",
+            "skip",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1  # some inputs did not succeed
+    statuses = [json.loads(x)["status"] for x in (out / "results.jsonl").read_text().splitlines()]
+    assert statuses.count("succeeded") == 1 and statuses.count("invalid") == 3
+
+
+def test_existing_journal_needs_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder holding a journal asks for --resume; a sandbox run starts afresh instead."""
+    monkeypatch.setenv("RUNCOMFY_API_TOKEN", TOKEN)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "journal.jsonl").write_text("")
+    inp = tmp_path / "p.txt"
+    inp.write_text("a fox\n")
+    base = ["batch", str(inp), "--model", T2I, "--out", str(out), "--progress", "none"]
+    assert main([*base, "--base-url", "http://127.0.0.1:9"]) == 2
+    assert main([*base, "--sandbox"]) == 0
+    assert main([*base, "--sandbox"]) == 0  # the README's command can be run twice
+    assert (out / "journal.prev.jsonl").exists()
+
+
+@pytest.mark.anyio
+@pytest.mark.slow
+async def test_sigkill_then_resume_no_duplicates(tmp_path: Path) -> None:
+    """SIGKILL mid-batch, then --resume: one job per input, one terminal line per input."""
+    n = 120
+    inp = tmp_path / "prompts.txt"
+    inp.write_text("".join(f"prompt {i}\n" for i in range(n)))
+    out = tmp_path / "out"
+    journal = out / "journal.jsonl"
+    async with FakeRunComfy(
+        token=TOKEN, duration_mean=0.4, duration_sigma=0.3, concurrency=16, seed=5
+    ) as fake:
+        args = _cli(
+            "batch", str(inp), "--model", T2I, "--out", str(out), "--base-url", fake.base_url,
+            "--max-in-flight", "32", "--progress", "none",
+        )  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            *args, env=_env(), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        # Kill once some inputs are done and others are in flight (observed in the journal).
+        for _ in range(3000):
+            done = sum(1 for r in Journal.records(journal) if r["e"] == "done")
+            if done >= 20:
+                break
+            await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        created_at_kill = fake.jobs_created
+        assert 20 <= created_at_kill < n
+        proc = await asyncio.create_subprocess_exec(
+            *args, "--resume", env=_env(), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 120)
+        records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+        statuses = {r["status"] for r in records}
+        # A kill between sending a submit and journaling its answer leaves that input
+        # 'uncertain': reported, never resubmitted (exit 1). Everything else succeeds.
+        assert statuses <= {"succeeded", "uncertain"}, err.decode()
+        assert proc.returncode == (0 if statuses == {"succeeded"} else 1), err.decode()
+        per_prompt: dict[str, int] = {}
+        for job in fake.jobs.values():
+            per_prompt[job.inputs["prompt"]] = per_prompt.get(job.inputs["prompt"], 0) + 1
+    assert max(per_prompt.values()) == 1  # no input ever got two jobs
+    assert len(records) == n  # one terminal line per input
+    assert sorted(r["index"] for r in records) == list(range(n))
+    for r in records:
+        expected = 1 if r["status"] == "succeeded" else per_prompt.get(r["input"]["prompt"], 0)
+        assert per_prompt.get(r["input"]["prompt"], 0) == expected
+    assert TOKEN not in (out / "results.jsonl").read_text() + journal.read_text()
