@@ -213,14 +213,14 @@ class BatchRunner:
                 if isinstance(got, BaseException):
                     raise got
                 if not self._ordered:
-                    yield got
+                    yield self._deliver(got)
                     continue
                 pending[got.index] = got
                 while next_seq in pending:
-                    yield pending.pop(next_seq)
+                    yield self._deliver(pending.pop(next_seq))
                     next_seq += 1
             for index in sorted(pending):  # ordered: what is left after gaps (skipped inputs)
-                yield pending.pop(index)
+                yield self._deliver(pending.pop(index))
         finally:
             await self.aclose()
             if downloader is not None:
@@ -432,7 +432,7 @@ class BatchRunner:
         result: Any = None,
         files: list[DownloadedFile] | None = None,
     ) -> None:
-        """Journal the item's terminal record, free its slot, hand it to the consumer."""
+        """Free the item's slot and queue its result for the consumer."""
         job = item.job
         res = BatchResult(
             index=item.index,
@@ -455,7 +455,6 @@ class BatchRunner:
                 res.duration_s = round((finished - created).total_seconds(), 3)
         if item.submitted:
             res.wait_s = round(time.monotonic() - item.submitted, 3)
-        self._record({"e": "done", **msgspec.to_builtins(res)})
         self.counts[status] += 1
         if status != "succeeded":
             self.failures[f"{status}: {(error or kind or '')[:100]}"] += 1
@@ -463,6 +462,15 @@ class BatchRunner:
             self._slots.release()
             self._drained.set()
         self._out.put_nowait(res)
+
+    def _deliver(self, res: BatchResult) -> BatchResult:
+        """Journal the terminal record as the result is handed over.
+
+        Not before: a result the consumer never received (it stopped iterating) is then
+        followed again on resume instead of being skipped unseen.
+        """
+        self._record({"e": "done", **msgspec.to_builtins(res)})
+        return res
 
     def _record(self, record: Mapping[str, Any]) -> None:
         if self._journal is not None:
