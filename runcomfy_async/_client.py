@@ -176,12 +176,12 @@ class AsyncClient:
     ) -> None:
         if self._closed:
             return
-        self._closed = True
         poller = self._poller
         try:
             if exc_type is not None and self.cancel_on_error and poller is not None:
                 await self._cancel_queued(poller.jobs())
         finally:
+            self._closed = True
             if self._tg is not None:
                 self._tg.cancel_scope.cancel()
                 await self._tg.__aexit__(None, None, None)

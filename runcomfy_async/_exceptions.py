@@ -21,6 +21,9 @@ Every error the library raises on purpose is a :class:`RunComfyError`::
         ├── JobTimeoutError (TimeoutError) a client-side wait deadline passed; job may still run
         └── ClientClosedError              the client closed while the job was followed
 
+(``DownloadError``, for outputs that cannot be saved, is also a ``RunComfyError``; it
+lives with the downloader in ``_download_policy``.)
+
 ``str(err)`` is always one line and never contains the API token: URLs carry no credentials
 and response bodies are shortened before they are quoted.
 """

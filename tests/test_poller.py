@@ -1,0 +1,222 @@
+"""The single poller, the shared request budget and cancellation in both directions."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+import pytest
+
+from runcomfy_async import (
+    AsyncClient,
+    ClientClosedError,
+    JobCancelledError,
+    JobTimeoutError,
+    PollSettings,
+)
+from runcomfy_async._estimate import DurationModel, QueueTracker
+from runcomfy_async.testing import FakeRunComfy
+
+from .conftest import FAST_RETRY, TOKEN
+
+pytestmark = pytest.mark.anyio
+
+T2I = "google/nano-banana-2/text-to-image"
+POLL = PollSettings(first_check=0.02)
+
+
+def _client_tasks() -> int:
+    """Tasks in this loop that are not the in-process emulator's connection handlers."""
+    return sum(
+        1
+        for t in asyncio.all_tasks()
+        if "aiohttp/web_" not in t.get_coro().cr_code.co_filename  # type: ignore[union-attr]
+    )
+
+
+async def test_task_count_constant_with_thousands_in_flight() -> None:
+    """Following 2,000 jobs costs no task per job: the client's task count does not grow."""
+    async with FakeRunComfy(token=TOKEN, duration_mean=60.0) as fake:
+        async with AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY) as client:
+            before = _client_tasks()
+            jobs = []
+            for i in range(2000):
+                jobs.append(await client.submit(T2I, {"prompt": f"p{i}"}))
+            await asyncio.sleep(0.3)  # let the poller probe and schedule them all
+            assert client.jobs_in_flight == 2000
+            assert _client_tasks() == before
+        assert all(isinstance(j.future().exception(), ClientClosedError) for j in jobs)
+
+
+async def test_as_completed_yields_in_finish_order(client: AsyncClient) -> None:
+    """client.as_completed yields each job once, in the order their futures resolved."""
+    jobs = [await client.submit(T2I, {"prompt": f"p{i}"}) for i in range(20)]
+    resolved: list[str] = []
+    for job in jobs:
+        job.future().add_done_callback(lambda _f, j=job: resolved.append(j.request_id))
+    seen = [job.request_id async for job in client.as_completed(jobs)]
+    assert seen == resolved and sorted(seen) == sorted(j.request_id for j in jobs)
+
+
+async def test_handles_work_in_anyio_task_groups(client: AsyncClient) -> None:
+    """Awaiting handles from an anyio task group works like any awaitable."""
+    jobs = [await client.submit(T2I, {"prompt": f"p{i}"}) for i in range(5)]
+    out: list[str] = []
+
+    async def wait(job: object) -> None:
+        out.append((await job).request_id)  # type: ignore[misc]
+
+    async with anyio.create_task_group() as tg:
+        for job in jobs:
+            tg.start_soon(wait, job)
+    assert sorted(out) == sorted(j.request_id for j in jobs)
+
+
+async def test_status_updates_queued_running_done() -> None:
+    """A job's updates go queued (with position), running, succeeded, in that order."""
+    async with FakeRunComfy(token=TOKEN, duration_mean=0.3, concurrency=1) as fake:
+        async with AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY, poll=POLL) as client:
+            first = await client.submit(T2I, {"prompt": "runs first"})
+            second = await client.submit(T2I, {"prompt": "waits"})
+            seen = [(u.phase, u.queue_position) async for u in second.updates()]
+            await first
+    phases = [p for p, _ in seen]
+    assert phases[-1] == "succeeded"
+    assert "queued" in phases and "running" in phases
+    assert phases.index("queued") < phases.index("running") < len(phases) - 1
+    assert any(pos == 0 for p, pos in seen if p == "queued")
+
+
+async def test_polls_not_starved_by_a_submit_flood() -> None:
+    """Under a tight budget, checks of jobs in flight interleave with a flood of submits."""
+    async with FakeRunComfy(token=TOKEN, duration_mean=0.05, record_arrivals=True) as fake:
+        async with AsyncClient(
+            TOKEN, fake.base_url, retry=FAST_RETRY, poll=POLL, max_requests_per_second=40
+        ) as client:
+            early = await client.submit(T2I, {"prompt": "first"})
+            flood = [
+                asyncio.create_task(client.submit(T2I, {"prompt": f"p{i}"})) for i in range(60)
+            ]
+            await early
+            assert sum(not t.done() for t in flood) > 0  # answered while submits still queue
+            await asyncio.gather(*flood)
+    endpoints = [e for _, e in fake.arrivals]
+    last_submit = max(i for i, e in enumerate(endpoints) if e == "submit")
+    assert "result" in endpoints[:last_submit]
+
+
+async def test_budget_rate_observed_by_the_emulator() -> None:
+    """The client-wide rate holds: no one-second window sees more than rate + burst."""
+    async with FakeRunComfy(token=TOKEN, duration_mean=0.05, record_arrivals=True) as fake:
+        async with AsyncClient(
+            TOKEN, fake.base_url, retry=FAST_RETRY, poll=POLL, max_requests_per_second=30
+        ) as client:
+            await asyncio.gather(*(client.run(T2I, {"prompt": f"p{i}"}) for i in range(40)))
+    times = [t for t, _ in fake.arrivals]
+    worst = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
+    assert worst <= 30 + 30 + 2  # one second of rate plus the initial burst
+
+
+async def test_429_pauses_every_request() -> None:
+    """After a 429 with Retry-After: 1, no request reaches the server until the pause ends."""
+    async with FakeRunComfy(token=TOKEN, duration_mean=0.3, record_arrivals=True) as fake:
+        async with AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY, poll=POLL) as client:
+            jobs = [await client.submit(T2I, {"prompt": f"p{i}"}) for i in range(10)]
+            injected = asyncio.get_running_loop().time()
+            fake.inject("result", status=429, headers={"Retry-After": "1"})
+            more = [asyncio.create_task(client.submit(T2I, {"prompt": f"q{i}"})) for i in range(5)]
+            await asyncio.gather(*jobs, *more)
+            assert client.rate_limited == 1 and fake.rate_limited == 0  # scripted, not bucket
+    # The first /result after the injection got the 429. Requests already on the wire then
+    # may land a moment later; after that, nothing until the second has passed.
+    t429 = next(t for t, e in fake.arrivals if e == "result" and t > injected)
+    during = [e for t, e in fake.arrivals if t429 + 0.05 < t < t429 + 0.95]
+    assert during == []
+    assert any(t >= t429 + 0.95 for t, _ in fake.arrivals)  # and traffic resumed after it
+
+
+async def test_cancelling_run_sends_one_remote_cancel() -> None:
+    """Cancelling the task awaiting client.run cancels its queued job on the server, once."""
+    async with FakeRunComfy(token=TOKEN, duration_mean=5.0, concurrency=1) as fake:
+        async with AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY, poll=POLL) as client:
+            blocker = await client.submit(T2I, {"prompt": "occupies the only slot"})
+            task = asyncio.create_task(client.run(T2I, {"prompt": "queued"}))
+            while fake.jobs_created < 2:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert fake.requests["cancel"] == 1
+            states = fake.job_states()
+            assert states["cancelled"] == 1 and not blocker.done()
+            client.cancel_on_error = False
+
+
+async def test_leaving_on_error_cancels_queued_jobs() -> None:
+    """An exception leaving 'async with' cancels the jobs still queued on the server."""
+    async with FakeRunComfy(token=TOKEN, duration_mean=5.0, concurrency=1) as fake:
+        with pytest.raises(RuntimeError, match="boom"):
+            async with AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY, poll=POLL) as client:
+                for i in range(3):
+                    await client.submit(T2I, {"prompt": f"p{i}"})
+                raise RuntimeError("boom")
+        states = fake.job_states()
+        assert states["cancelled"] == 2 and states["in_progress"] == 1
+
+
+async def test_wait_timeout_raises_and_can_cancel() -> None:
+    """A wait deadline raises JobTimeoutError (a TimeoutError) and may cancel remotely."""
+    async with FakeRunComfy(token=TOKEN, duration_mean=5.0, concurrency=1) as fake:
+        async with AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY, poll=POLL) as client:
+            await client.submit(T2I, {"prompt": "occupies the only slot"})
+            queued = await client.submit(T2I, {"prompt": "queued"})
+            with pytest.raises(TimeoutError):
+                await queued.wait(0.1)
+            with pytest.raises(JobTimeoutError) as info:
+                await queued.wait(0.1, cancel_on_timeout=True)
+            assert info.value.cancelled_remotely
+            with pytest.raises(JobCancelledError):
+                await queued
+            client.cancel_on_error = False
+        assert fake.job_states()["cancelled"] == 1
+
+
+async def test_server_queue_is_followed_cheaply() -> None:
+    """Behind a server queue, queue positions time the checks: few requests per job."""
+    async with FakeRunComfy(token=TOKEN, duration_mean=0.1, concurrency=4, seed=9) as fake:
+        async with AsyncClient(
+            TOKEN, fake.base_url, retry=FAST_RETRY, poll=PollSettings(first_check=0.05)
+        ) as client:
+            jobs = [await client.submit(T2I, {"prompt": f"p{i}"}) for i in range(80)]
+            await asyncio.gather(*jobs)
+            per_job = sum(client.requests.values()) / len(jobs)
+    assert fake.requests["status"] > 0  # queue positions were asked for
+    assert per_job < 6  # a fixed loop at this scale makes dozens
+
+
+def test_duration_model_handles_censoring() -> None:
+    """Half the jobs still running at the median: the fit still finds the median."""
+    import math
+    import random
+
+    rng = random.Random(3)
+    model = DurationModel(refit_every=0)
+    mu, sigma = math.log(10.0), 0.3
+    for i in range(2000):
+        d = rng.lognormvariate(mu, sigma)
+        if d <= 10.0:
+            model.add(d)
+        else:
+            model.still_running(str(i), 10.0)
+    median = model.median()
+    assert median is not None and 9.3 < median < 10.7
+
+
+def test_queue_tracker_predicts_from_one_position() -> None:
+    """One queue_position places later jobs; two observations give the queue's speed."""
+    tracker = QueueTracker()
+    assert tracker.predict_start(5, 1.0) is None
+    tracker.observe(100.0, position=10, seq=1)
+    assert tracker.predict_start(3, 2.0) == pytest.approx(100.0 + (10 + 1 + 2) / 2.0)
+    tracker.observe(105.0, position=0, seq=1)  # ten places in five seconds
+    assert tracker.speed() == pytest.approx(2.0)
