@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import time
 from typing import Any
@@ -45,10 +46,10 @@ MEAN = 1.0
 
 
 async def adaptive(
-    base_url: str, n: int, *, ratio: float = 0.5, rate: float | None = None
+    base_url: str, n: int, *, ratio: float | None = None, rate: float | None = None
 ) -> dict[str, Any]:
     """Submit ``n`` jobs at once through one AsyncClient; measure requests and delays."""
-    poll = PollSettings(ratio=ratio)
+    poll = PollSettings() if ratio is None else PollSettings(ratio=ratio)
     delays: list[float] = []
     probe = Probe()
     async with AsyncClient(TOKEN, base_url, poll=poll, max_requests_per_second=rate) as client:
@@ -68,7 +69,7 @@ async def adaptive(
         requests = sum(client.requests.values())
         return {
             "jobs": n,
-            "ratio": ratio,
+            "ratio": poll.ratio,
             "requests": requests,
             "requests_per_job": requests / n,
             "by_endpoint": dict(client.requests),
@@ -139,6 +140,7 @@ async def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--out", default="benchmarks/results/poller.json")
     ap.add_argument("--only", help="comma-separated: delay,queue,rate,scale")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of the default point")
     args = ap.parse_args(argv)
     only = set(args.only.split(",")) if args.only else {"delay", "queue", "rate", "scale"}
     n = args.jobs
@@ -146,14 +148,23 @@ async def main(argv: list[str] | None = None) -> int:
     lines = ["| client | jobs | requests/job | delay p50 | delay p95 |", "|---|---|---|---|---|"]
     dur = ["--duration-mean", str(MEAN), "--duration-sigma", "0.3", "--seed", "1"]
     if "delay" in only:
+        default = PollSettings().ratio
         with emulator(*dur) as emu:
-            for ratio in (0.5, 0.3, 0.7):
+            runs = [await adaptive(emu.base_url, n) for _ in range(max(1, args.repeat))]
+            for i, r in enumerate(runs):
+                lines.append(_row(f"runcomfy-async (default), run {i + 1}", r))
+            med = {
+                k: statistics.median(r[k] for r in runs)
+                for k in ("requests_per_job", "delay_p50", "delay_p95")
+            }
+            report["adaptive_default_runs"] = runs
+            report["adaptive_default_median"] = med
+            lines.append(_row("**runcomfy-async (default), median**", {"jobs": n, **med}))
+            print("\n".join(lines), file=sys.stderr)
+            for ratio in (0.4, 0.7):
                 r = await adaptive(emu.base_url, n, ratio=ratio)
                 report[f"adaptive_ratio_{ratio}"] = r
-                name = (
-                    "runcomfy-async (default)" if ratio == 0.5 else f"runcomfy-async ratio={ratio}"
-                )
-                lines.append(_row(name, r))
+                lines.append(_row(f"runcomfy-async ratio={ratio} (default {default})", r))
                 print(lines[-1], file=sys.stderr)
             r = await fixed_loop(emu.base_url, n)
             report["fixed_0.2s"] = r

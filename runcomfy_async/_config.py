@@ -14,6 +14,7 @@ __all__ = [
     "TOKEN_ENV_VARS",
     "check_model_id",
     "check_request_id",
+    "is_loopback",
     "resolve_base_url",
     "resolve_token",
 ]
@@ -54,7 +55,8 @@ def resolve_token(api_token: str | None) -> str:
     return token
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an IP literal, brackets allowed) is this machine."""
     if host.lower() in ("localhost", "localhost.") or host.lower().endswith(".localhost"):
         return True
     try:
@@ -87,7 +89,7 @@ def resolve_base_url(base_url: str | None, *, allow_insecure: bool = False) -> s
         raise ConfigError("base URL must not carry credentials; pass api_token instead")
     if parts.query or parts.fragment:
         raise ConfigError(f"base URL must not have a query or fragment, got {raw!r}")
-    if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not allow_insecure and not is_loopback(parts.hostname):
         raise ConfigError(
             f"refusing http:// to {parts.hostname}: the token would travel in clear text; "
             "use https:// or pass allow_insecure=True"

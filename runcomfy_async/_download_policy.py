@@ -20,13 +20,13 @@ Example:
 
 from __future__ import annotations
 
-import ipaddress
 import posixpath
 import re
 from contextlib import suppress
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
+from ._config import is_loopback
 from ._exceptions import RunComfyError, _one_line
 
 __all__ = [
@@ -154,7 +154,7 @@ def check_url(url: str, *, allow_http: bool) -> None:
         raise DownloadError("refused: the URL has no host", url=url)
     if parts.username is not None or parts.password is not None:
         raise DownloadError("refused: credentials in the URL", url=url)
-    if scheme == "http" and not allow_http and not _is_loopback(host):
+    if scheme == "http" and not allow_http and not is_loopback(host):
         raise DownloadError(
             f"refused: plain http to {host!r}, which is not loopback "
             "(use https, or allow_insecure=True)",
@@ -207,15 +207,6 @@ def redirect_target(
             status_code=status,
         ) from None
     return target
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _display_url(url: str, limit: int = 160) -> str:
