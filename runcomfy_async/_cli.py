@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an input")
     run.add_argument("--json", dest="inputs_json", help="inputs as one JSON object")
     run.add_argument("--timeout", type=float, help="seconds to wait (default: no limit)")
+    run.add_argument("--out", help="download the outputs into this folder")
     _common(run)
 
     submit = sub.add_parser("submit", help="submit one job and print its request id")
@@ -149,7 +150,14 @@ async def _run(args: argparse.Namespace) -> int:
         except JobError as exc:
             _print_json({"request_id": job.request_id, "status": "error", "error": str(exc)})
             return EXIT_FAILED
-        _print_json(_result_dict(res))
+        shown = _result_dict(res)
+        if args.out and res.urls:
+            from ._download import Downloader
+
+            async with Downloader(args.out) as downloader:
+                files = await downloader.fetch_all(list(res.urls), stem=job.request_id[:8])
+            shown["files"] = [msgspec.to_builtins(f) for f in files]
+        _print_json(shown)
     return EXIT_OK
 
 

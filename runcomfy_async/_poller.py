@@ -75,7 +75,7 @@ class PollSettings:
         error_limit: consecutive failed checks of one job before it fails with the error.
     """
 
-    ratio: float = 0.55
+    ratio: float = 0.52
     min_interval: float = 0.05
     max_interval: float = 30.0
     first_check: float = 0.25

@@ -169,3 +169,67 @@ async def test_sigkill_then_resume_no_duplicates(tmp_path: Path) -> None:
         expected = 1 if r["status"] == "succeeded" else per_prompt.get(r["input"]["prompt"], 0)
         assert per_prompt.get(r["input"]["prompt"], 0) == expected
     assert TOKEN not in (out / "results.jsonl").read_text() + journal.read_text()
+
+
+def test_run_downloads_with_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """'run --out DIR' prints the result and saves its outputs with their sha256."""
+    out = tmp_path / "one"
+    args = ["--set", "prompt=a fox", "--set", "num_images=2", "--out", str(out), "--sandbox"]
+    code = main(["run", T2I, *args])
+    assert code == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "succeeded" and len(shown["files"]) == 2
+    for f in shown["files"]:
+        assert (out / f["path"]).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_emulator_command_serves(tmp_path: Path) -> None:
+    """'runcomfy-async emulator --port 0' prints its URL and answers the Model API."""
+    import urllib.request
+
+    proc = subprocess.Popen(_cli("emulator", "--port", "0"), stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("emulator: API http://127.0.0.1:")
+        base = line.split()[2]
+        req = urllib.request.Request(
+            f"{base}/v1/models/{T2I}", data=b'{"prompt": "x"}', method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert "request_id" in json.loads(resp.read())
+        with urllib.request.urlopen(f"{base}/_emulator/stats", timeout=10) as resp:
+            assert json.loads(resp.read())["jobs_created"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.mark.anyio
+async def test_ctrl_c_cancels_queued_and_prints_resume(tmp_path: Path) -> None:
+    """SIGINT stops submitting, cancels queued jobs, exits 130 with the resume command."""
+    inp = tmp_path / "prompts.txt"
+    inp.write_text("".join(f"prompt {i}\n" for i in range(20)))
+    out = tmp_path / "out"
+    async with FakeRunComfy(token=TOKEN, duration_mean=30.0, concurrency=2) as fake:
+        args = _cli(
+            "batch", str(inp), "--model", T2I, "--out", str(out), "--base-url", fake.base_url,
+            "--max-in-flight", "8", "--progress", "plain",
+        )  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            *args, env=_env(), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(3000):
+            if fake.jobs_created >= 8:
+                break
+            await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 130, err.decode()
+        assert "--resume" in err.decode()
+        assert fake.jobs_created == 8  # nothing submitted after the interrupt
+        assert fake.job_states()["cancelled"] == 6  # the queued ones; 2 were running
+    released = [r for r in Journal.records(out / "journal.jsonl") if r["e"] == "released"]
+    assert len(released) == 6
