@@ -164,7 +164,7 @@ class BatchRunner:
         self._resubmit_uncertain = resubmit_uncertain
         self._slots = asyncio.Semaphore(max_in_flight)
         self._completed: asyncio.Queue[_Item] = asyncio.Queue()
-        self._out: asyncio.Queue[BatchResult | BaseException | None] = asyncio.Queue()
+        self._out: asyncio.Queue[BatchResult | BaseException | int | None] = asyncio.Queue()
         self._live: dict[str, _Item] = {}
         self._drained = asyncio.Event()
         self._stopping = False
@@ -204,7 +204,7 @@ class BatchRunner:
             self._tasks.append(asyncio.create_task(self._produce()))
             for _ in range(self._max_downloads if downloader is not None else 1):
                 self._tasks.append(asyncio.create_task(self._finish_loop(downloader)))
-            pending: dict[int, BatchResult] = {}
+            pending: dict[int, BatchResult | int] = {}
             next_seq = 0
             while True:
                 got = await self._out.get()
@@ -213,14 +213,20 @@ class BatchRunner:
                 if isinstance(got, BaseException):
                     raise got
                 if not self._ordered:
+                    if isinstance(got, int):
+                        continue
                     yield self._deliver(got)
                     continue
-                pending[got.index] = got
+                pending[got if isinstance(got, int) else got.index] = got
                 while next_seq in pending:
-                    yield self._deliver(pending.pop(next_seq))
+                    ready = pending.pop(next_seq)
                     next_seq += 1
-            for index in sorted(pending):  # ordered: what is left after gaps (skipped inputs)
-                yield self._deliver(pending.pop(index))
+                    if not isinstance(ready, int):  # an int marks an input done before
+                        yield self._deliver(ready)
+            for index in sorted(pending):  # ordered: what is left after gaps
+                ready = pending.pop(index)
+                if not isinstance(ready, int):
+                    yield self._deliver(ready)
         finally:
             await self.aclose()
             if downloader is not None:
@@ -318,6 +324,8 @@ class BatchRunner:
             error = f"inputs must be a mapping, got {type(value).__name__}"
         if item.id in self._resume.done:
             self.counts["skipped"] += 1
+            if self._ordered:
+                self._out.put_nowait(index)  # lets ordered delivery move past this index
             return
         if error is not None:
             self._emit(item, "invalid", error=error, kind="InputValidationError")

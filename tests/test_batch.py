@@ -216,3 +216,18 @@ def test_sync_client_verbs_and_map() -> None:
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
         loop.close()
+
+
+async def test_ordered_resume_does_not_stall_on_skipped(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    """Resuming an ordered batch yields the remaining inputs in order past the skipped ones."""
+    journal = tmp_path / "j.jsonl"
+    inputs = _prompts(12)
+    first = await _collect(client, inputs[:6], journal=journal)  # inputs 0-5 done
+    assert len(first) == 6
+    seen: list[int] = []
+    async with client.map(T2I, inputs, ordered=True, journal=journal) as batch:
+        async for res in batch:
+            seen.append(res.index)
+    assert seen == list(range(6, 12))
