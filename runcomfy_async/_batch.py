@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
@@ -103,6 +104,20 @@ class _Item:
         self.job: Job | None = None
         self.submitted = 0.0
         self.seq = 0
+
+
+def _stem(item: _Item) -> str:
+    """The output file stem: the index, or the key.
+
+    A key that had to be sanitized gets a short hash of itself, so 'cat/1' and 'cat_1'
+    never share a file.
+    """
+    if item.key is None:
+        return f"{item.index:06d}"
+    stem = safe_stem(item.key)
+    if stem != item.key:
+        stem = f"{stem[:80]}-{hashlib.sha256(item.key.encode()).hexdigest()[:8]}"
+    return stem
 
 
 def _now_iso() -> str:
@@ -420,7 +435,7 @@ class BatchRunner:
             return
         files: list[DownloadedFile] = []
         if downloader is not None and result.urls:
-            stem = safe_stem(item.key) if item.key is not None else f"{item.index:06d}"
+            stem = _stem(item)
             try:
                 files = await downloader.fetch_all(list(result.urls), stem=stem)
             except DownloadError as exc:

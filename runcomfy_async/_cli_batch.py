@@ -77,10 +77,24 @@ def _spooled(path: str) -> Iterator[str]:
 
 
 def _resume_command(args: argparse.Namespace) -> str:
-    argv = list(sys.argv[1:]) if sys.argv[1:] and sys.argv[1] == "batch" else ["batch"]
+    """The command line to resume with: this one plus --resume, never with a token in it."""
+    raw = list(sys.argv[1:]) if sys.argv[1:] and sys.argv[1] == "batch" else ["batch"]
+    argv: list[str] = []
+    skip = False
+    for arg in raw:
+        if skip:
+            skip = False
+            argv.append('"$RUNCOMFY_API_TOKEN"')
+            continue
+        if arg == "--token":
+            skip = True
+        elif arg.startswith("--token="):
+            arg = '--token="$RUNCOMFY_API_TOKEN"'
+        argv.append(arg)
     if "--resume" not in argv:
         argv.append("--resume")
-    return "runcomfy-async " + " ".join(shlex.quote(a) for a in argv)
+    quoted = (a if "$RUNCOMFY_API_TOKEN" in a else shlex.quote(a) for a in argv)
+    return "runcomfy-async " + " ".join(quoted)
 
 
 def write_results(journal_path: Path, out: Path) -> collections.Counter[str]:

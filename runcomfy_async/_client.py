@@ -148,6 +148,7 @@ class AsyncClient:
             fetch_status=self.status_once,
             settings=self.poll_settings,
             retry=self.retry,
+            redact=self._transport.redact,
         )
         tg = anyio.create_task_group()
         await tg.__aenter__()
@@ -302,7 +303,10 @@ class AsyncClient:
                     may_have_reached_server(exc)
                 ):
                     raise SubmissionUncertainError(
-                        str(exc), url=exc.url, model_id=model_id, inputs=_inputs_of(model, inputs)
+                        exc.message,
+                        url=exc.url,
+                        model_id=model_id,
+                        inputs=_inputs_of(model, inputs),
                     ) from exc
                 raise
         # The job was created somewhere between sending and the answer: take the midpoint as

@@ -112,6 +112,14 @@ class ApiTransport:
         """Remove the token from ``text`` should a server ever echo it back."""
         return text.replace(self._token, "<redacted>") if self._token else text
 
+    def _snippet(self, body: bytes, limit: int) -> str:
+        """The first ``limit`` characters of a body, redacted before it is cut.
+
+        Cutting first could leave a prefix of a token that straddles the cut.
+        """
+        window = body[: limit + 4 * len(self._token) + 64].decode("utf-8", "replace")
+        return self.redact(window)[:limit]
+
     async def send(self, method: str, path: str, body: bytes | None = None) -> Reply:
         """Send one request to ``base_url + path``; raise :class:`TransportError` on no answer.
 
@@ -164,8 +172,8 @@ class ApiTransport:
                 method=method,
                 url=url,
             )
-        if length is not None:
-            return await resp.read()
+        # No resp.read() shortcut even with a small Content-Length: that counts compressed
+        # bytes, and a gzip answer could inflate far past the cap. Count what we decode.
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(65536):
@@ -195,8 +203,8 @@ class ApiTransport:
                 raise self.status_error(reply, method, url, envelope)
         try:
             return decoder(reply.body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            snippet = self.redact(reply.body[:120].decode("utf-8", "replace"))
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            snippet = self._snippet(reply.body, 120)
             raise ResponseValidationError(
                 f"undecodable answer (HTTP {reply.status}): {exc}; body starts {snippet!r}",
                 method=method,
@@ -212,7 +220,11 @@ class ApiTransport:
         status = reply.status
         if 200 <= status < 300 and code is not None:
             status = code // 1000 if 100 <= code // 1000 <= 599 else 500
-        message = envelope.text if envelope is not None and envelope.text else _describe_body(reply)
+        message = (
+            envelope.text
+            if envelope is not None and envelope.text
+            else _describe_body(reply, self._snippet)
+        )
         if reply.status != status:
             message = f"{message} (sent as HTTP {reply.status})"
         kw: dict[str, Any] = {
@@ -221,9 +233,11 @@ class ApiTransport:
             "status_code": status,
             "error_code": code,
             "detail": envelope.detail if envelope else None,
-            "body": self.redact(reply.body[:1024].decode("utf-8", "replace")),
+            "body": self._snippet(reply.body, 1024),
         }
         message = self.redact(message)
+        if envelope is not None and envelope.detail is not None:
+            kw["detail"] = _redact_any(envelope.detail, self.redact)
         cls = _status_class(status, code)
         if cls is RateLimitError:
             return RateLimitError(message, retry_after=reply.retry_after, **kw)
@@ -233,19 +247,29 @@ class ApiTransport:
 def _decode_error(body: bytes) -> ErrorBody | None:
     try:
         return ERROR_DECODER.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
 
 
-def _describe_body(reply: Reply) -> str:
+def _redact_any(value: Any, redact: Callable[[str], str]) -> Any:
+    """Redact every string inside a decoded JSON value."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redact_any(v, redact) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_any(v, redact) for k, v in value.items()}
+    return value
+
+
+def _describe_body(reply: Reply, snippet: Callable[[bytes, int], str]) -> str:
     if not reply.body:
         return "empty body"
     title = _TITLE.search(reply.body[:4096])
     if title:
         text = title.group(1).decode("utf-8", "replace").strip()
         return f"non-JSON answer ({reply.content_type or 'no content type'}): {text}"
-    snippet = reply.body[:80].decode("utf-8", "replace")
-    return f"non-JSON answer ({reply.content_type or 'no content type'}): {snippet}"
+    return f"non-JSON answer ({reply.content_type or 'no content type'}): {snippet(reply.body, 80)}"
 
 
 def _status_class(status: int, code: int | None) -> type[APIStatusError]:

@@ -386,10 +386,43 @@ def _parse_prompt(text: str) -> _Parsed | None:
     return (None, {"prompt": prompt}, None) if prompt else None
 
 
+MAX_NESTING = 64
+"""Deepest nesting of arrays and objects accepted in one input line."""
+
+
+def _depth(text: str) -> int:
+    """Nesting depth of brackets outside strings (a quick scan, no decoding)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_NESTING:
+                    return deepest
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def _parse_object(text: str) -> _Parsed | None:
     """A jsonl line: ``(key, fields, error)`` from one JSON object."""
     if not text.strip():
         return None
+    if text.count("[") + text.count("{") > MAX_NESTING and _depth(text) > MAX_NESTING:
+        # A fixed limit, checked before decoding: msgspec's own limit is the interpreter's
+        # stack, which depends on the caller and so would not give the same answer twice.
+        return None, {}, f"not valid JSON for inputs: nested deeper than {MAX_NESTING} levels"
     try:
         value = msgspec.json.decode(text)
     except msgspec.DecodeError as exc:

@@ -152,7 +152,7 @@ class Journal:
                     continue
                 try:
                     yield _DECODER.decode(line)
-                except (msgspec.DecodeError, msgspec.ValidationError):
+                except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
                     logger.warning("journal %s: skipping a torn or corrupt line", path)
 
     @classmethod

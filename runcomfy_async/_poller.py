@@ -30,6 +30,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -158,11 +159,13 @@ class Poller:
         fetch_status: Callable[[str], Awaitable[StatusResponse]],
         settings: PollSettings,
         retry: RetryPolicy,
+        redact: Callable[[str], str] = str,
     ):
         self._fetch_result = fetch_result
         self._fetch_status = fetch_status
         self.settings = settings
         self._retry = retry
+        self._redact = redact
         self._heap: list[tuple[float, int, _Entry]] = []
         self._seq = itertools.count()
         self._ready: asyncio.Queue[_Entry] = asyncio.Queue()
@@ -422,7 +425,10 @@ class Poller:
             self._finish(entry, result)
             job._notify("failed", None)
             self._resolve_error(
-                job, JobFailedError(request_id=job.request_id, error=result.error, result=result)
+                job,
+                JobFailedError(
+                    request_id=job.request_id, error=self._clean(result.error), result=result
+                ),
             )
         elif phase == "cancelled":
             self._forget(entry)
@@ -430,6 +436,16 @@ class Poller:
             self._resolve_error(job, JobCancelledError(request_id=job.request_id))
         else:
             self._on_pending(entry, phase or "running")
+
+    def _clean(self, value: Any) -> Any:
+        """The server's error with the token redacted from every string in it."""
+        if isinstance(value, str):
+            return self._redact(value)
+        if isinstance(value, list):
+            return [self._clean(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._clean(v) for k, v in value.items()}
+        return value
 
     def _on_status(self, entry: _Entry, status: StatusResponse) -> None:
         entry.errors = 0
@@ -457,6 +473,9 @@ class Poller:
             entry.job._notify("queued", None)
             entry.queued = entry.waited = True
             self._schedule(entry, now)
+            stats = self._stats(entry.job.model_id)
+            if not stats.queue.queueing(now):
+                self._hold_behind(entry, stats)
             return
         entry.job._notify("running", None)
         entry.elapsed = max(entry.elapsed, now - entry.ref)
@@ -464,6 +483,31 @@ class Poller:
         if not entry.waited:
             stats.durations.still_running(entry.job.request_id, entry.elapsed)
         self._plan(entry, stats)
+
+    def _hold_behind(self, entry: _Entry, stats: _ModelStats) -> None:
+        """A queue was just discovered: our later jobs of the model are queued too (FIFO).
+
+        Their first checks, already scheduled by the duration estimate alone, would each find
+        them queued; they wait in line instead, to be timed by the coming queue_position.
+        """
+        behind = [
+            other
+            for other in self._entries.values()
+            if other.job.model_id == entry.job.model_id
+            and other.seq > entry.seq
+            and other.elapsed == 0
+            and not other.waited
+            and not other.probing
+            and other.due > 0  # scheduled, not in a worker's hands nor still waiting
+        ]
+        if not behind:
+            return
+        for other in behind:
+            other.waited = True
+            other.due = -2.0  # its heap item is now stale
+        merged = sorted([*stats.in_queue, *behind], key=lambda e: e.seq)
+        stats.in_queue = collections.deque(merged)
+        stats.queue.asked_at = time.monotonic()  # the /status above is the fresh look
 
     def _plan_queued(self, entry: _Entry, position: int | None, now: float) -> None:
         """A job is queued: predict its start, and look for its result after that."""

@@ -263,7 +263,7 @@ class ErrorBody(msgspec.Struct, frozen=True):
         for raw in (self.error_code, self.code):
             if isinstance(raw, int) and not isinstance(raw, bool):
                 return raw
-            if isinstance(raw, str) and raw.isdigit():
+            if isinstance(raw, str) and raw.isascii() and raw.isdigit():
                 return int(raw)
         return None
 
