@@ -32,12 +32,16 @@ logger = logging.getLogger("runcomfy_async")
 
 Kind = Literal["read", "submit"]
 
+HEADROOM = 0.98
+"""Share of ``max_rate`` the client actually sends at (see :class:`RequestBudget`)."""
+
 
 class RequestBudget:
     """A shared, prioritised request rate with a global pause.
 
     Args:
-        max_rate: requests per second for the whole client; ``None`` for no limit.
+        max_rate: requests per second for the whole client; ``None`` for no limit. The client
+            paces at 98 % of it, leaving room for network jitter.
         burst: how many requests may leave at once after an idle spell (default: one
             second's worth, ``max_rate``).
         submit_share: when both kinds wait, one grant in this many goes to a submit.
@@ -66,8 +70,10 @@ class RequestBudget:
         self._limiter: AsyncLimiter | None = None
         if max_rate is not None:
             size = burst if burst is not None else max(1.0, max_rate)
-            # AsyncLimiter(max_rate=size, time_period=size/rate): bucket of `size`, leaking at rate.
-            self._limiter = AsyncLimiter(size, size / max_rate)
+            # A bucket of `size` leaking at HEADROOM x the rate: a server that limits to the
+            # same rate sees our requests with network jitter, and a 2 % margin absorbs it
+            # where an exact match would draw a 429 (and a whole Retry-After pause) now and then.
+            self._limiter = AsyncLimiter(size, size / (max_rate * HEADROOM))
         self._submit_share = submit_share
         self._paused_until = 0.0
         self._busy = False

@@ -1,0 +1,52 @@
+"""One (client, workload) cell of ``python -m benchmarks``, run in a process of its own.
+
+Run: ``python -m benchmarks._cell '{"client": "runcomfy-async", "base_url": "...", ...}'``
+
+The argument is a JSON object: ``client`` (``runcomfy-async``, ``httpx``, ``aiohttp`` or ``floor``),
+``base_url``, and for the clients ``jobs``, ``mean`` (mean job seconds, to scale delays),
+``rate`` (runcomfy-async's ``max_requests_per_second``, or null), ``interval`` (the
+baseline's polling interval) and ``loop`` (``asyncio`` or ``uvloop``). The cell prints one
+JSON line with its figures: CPU and peak RSS are this process's alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from ._clients import run_fixed_baseline, run_floor, run_runcomfy_async
+
+
+def _work(spec: dict[str, Any]) -> Coroutine[Any, Any, dict[str, Any]]:
+    client = spec["client"]
+    url = spec["base_url"]
+    if client == "floor":
+        return run_floor(url)
+    if client == "runcomfy-async":
+        return run_runcomfy_async(url, spec["jobs"], spec["mean"], rate=spec.get("rate"))
+    if client in ("httpx", "aiohttp"):
+        return run_fixed_baseline(
+            url, spec["jobs"], spec["mean"], interval=spec["interval"], transport=client
+        )
+    raise SystemExit(f"unknown client {client!r}")
+
+
+def main(argv: list[str]) -> int:
+    """Run the cell described by ``argv[0]`` and print its figures as one JSON line."""
+    spec = json.loads(argv[0])
+    if spec.get("loop") == "uvloop":
+        import uvloop
+
+        out = uvloop.run(_work(spec))
+    else:
+        out = asyncio.run(_work(spec))
+    out["loop"] = spec.get("loop", "asyncio")
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
