@@ -43,6 +43,9 @@ __all__ = ["BatchResult", "BatchRunner"]
 
 logger = logging.getLogger("runcomfy_async")
 
+SUBMIT_GRACE = 10.0
+"""Seconds a stopping batch waits for a submit already on its way to be answered."""
+
 TERMINAL = ("succeeded", "failed", "cancelled", "uncertain", "invalid", "download_failed")
 
 
@@ -183,6 +186,8 @@ class BatchRunner:
         self._live: dict[str, _Item] = {}
         self._drained = asyncio.Event()
         self._stopping = False
+        self._closing = False
+        self._in_submit: _Item | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self.failures: collections.Counter[str] = collections.Counter()
@@ -248,8 +253,16 @@ class BatchRunner:
                 await downloader.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
-        """Stop every task of the runner and close the journal (idempotent)."""
+        """Stop every task of the runner and close the journal (idempotent).
+
+        A submit already on its way is let finish (bounded by ``SUBMIT_GRACE``) so that its
+        request id is journaled: cancelling it mid-flight would leave it 'uncertain'.
+        """
+        self._stopping = self._closing = True
+        self._drained.set()
         tasks, self._tasks = self._tasks, []
+        if tasks and self._in_submit is not None and not tasks[0].done():
+            await asyncio.wait({tasks[0]}, timeout=SUBMIT_GRACE)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -315,9 +328,10 @@ class BatchRunner:
             async for index, key, value, error in self._items():
                 if self._stopping:
                     break
+                self._in_submit = None
                 self.counts["read"] += 1
                 await self._start(index, key, value, error)
-            while self._live:  # wait for the jobs in flight to be finished and emitted
+            while self._live and not self._closing:  # the jobs in flight end and are emitted
                 self._drained.clear()
                 await self._drained.wait()
             self._out.put_nowait(None)
@@ -366,28 +380,40 @@ class BatchRunner:
 
     async def _submit(self, item: _Item) -> None:
         record = {"e": "submitting", "id": item.id, "index": item.index, "key": item.key}
-        self._record({**record, "model": item.model_id, "input": item.inputs, "at": _now_iso()})
+        record.update(model=item.model_id, input=item.inputs)
+        # Journaled when the request is about to leave (not while it waits for the budget):
+        # a batch stopped before that point has sent nothing and owes no 'uncertain'.
+        journaled = False
+
+        def before_send() -> None:
+            nonlocal journaled
+            journaled = True
+            self._record({**record, "at": _now_iso()})
+
         item.submitted = time.monotonic()
+        self._in_submit = item
         try:
-            job = await self._client.submit(item.model_id, item.inputs)
+            job = await self._client.submit(item.model_id, item.inputs, before_send=before_send)
         except SubmissionUncertainError as exc:
             self._emit(item, "uncertain", error=str(exc), kind=type(exc).__name__)
             return
         except (InputValidationError, ConfigError) as exc:
-            self._record({"e": "released", "id": item.id})
             self._emit(item, "invalid", error=str(exc), kind=type(exc).__name__)
             return
         except (AuthenticationError, TransportError) as exc:
             # Every later submit would fail the same way; nothing was created for this one.
-            self._record({"e": "released", "id": item.id})
+            if journaled:
+                self._record({"e": "released", "id": item.id})
             self._live.pop(item.id, None)
             self._slots.release()
             raise exc
         except APIStatusError as exc:
-            self._record({"e": "released", "id": item.id})  # a definite refusal: no job
+            if journaled:
+                self._record({"e": "released", "id": item.id})  # a definite refusal: no job
             status = "invalid" if exc.status_code in (400, 404, 422) else "failed"
             self._emit(item, status, error=str(exc), kind=type(exc).__name__)
             return
+        self._in_submit = None
         item.job = job
         self.counts["submitted"] += 1
         self._record({"e": "submitted", "id": item.id, "request_id": job.request_id})

@@ -226,13 +226,17 @@ class AsyncClient:
         decode: Callable[[bytes], T],
         body: bytes | None = None,
         sent: list[float] | None = None,
+        before_send: Callable[[], object] | None = None,
     ) -> T:
         """One budgeted request, decoded; a 429 pauses the whole client before re-raising.
 
-        When ``sent`` is given, the moment the request left is appended to it.
+        When ``sent`` is given, the moment the request left is appended to it;
+        ``before_send`` is called once the budget granted the request, just before it leaves.
         """
         await self._budget.acquire(kind)
         try:
+            if before_send is not None:
+                before_send()
             self.requests[endpoint] += 1
             if sent is not None:
                 sent.append(time.monotonic())
@@ -263,7 +267,13 @@ class AsyncClient:
 
     # ----- the API ------------------------------------------------------------------------
 
-    async def submit(self, model: str | ModelInput, inputs: Mapping[str, Any] | None = None) -> Job:
+    async def submit(
+        self,
+        model: str | ModelInput,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        before_send: Callable[[], object] | None = None,
+    ) -> Job:
         """Submit a job and return its handle at once.
 
         Args:
@@ -271,6 +281,9 @@ class AsyncClient:
                 Struct from :mod:`runcomfy_async.models` (then ``inputs`` must be omitted).
             inputs: the model's inputs. For a model with a typed Struct they are validated
                 before anything is sent; any other model id is passed through as is.
+            before_send: called just before the request leaves (after validation and the
+                request budget), e.g. to journal "submitting"; if the call is cancelled
+                before that, nothing was sent.
 
         Returns:
             A :class:`Job`; await it for the result.
@@ -290,7 +303,14 @@ class AsyncClient:
         while True:
             try:
                 answer = await self._once(
-                    "submit", "submit", "POST", path, SUBMIT_DECODER.decode, body, sent
+                    "submit",
+                    "submit",
+                    "POST",
+                    path,
+                    SUBMIT_DECODER.decode,
+                    body,
+                    sent,
+                    before_send if not sent else None,
                 )
                 break
             except APIError as exc:
