@@ -254,16 +254,20 @@ class AsyncClient:
 
     async def _read(self, endpoint: str, method: str, path: str, decode: Callable[[bytes], T]) -> T:
         """An idempotent call, retried with backoff on what :func:`is_retryable_read` allows."""
-        attempt = 0
+        attempt = limited = 0
         while True:
             try:
                 return await self._once("read", endpoint, method, path, decode)
+            except RateLimitError:
+                # The budget has paused for it; 429s have their own, larger allowance.
+                limited += 1
+                if limited >= self.retry.rate_limited_attempts:
+                    raise
             except APIError as exc:
                 attempt += 1
                 if attempt >= self.retry.max_attempts or not is_retryable_read(exc):
                     raise
-                if not isinstance(exc, RateLimitError):  # a 429 already paused the budget
-                    await asyncio.sleep(self.retry.delay_for(exc, attempt - 1))
+                await asyncio.sleep(self.retry.delay_for(exc, attempt - 1))
 
     # ----- the API ------------------------------------------------------------------------
 
@@ -298,7 +302,7 @@ class AsyncClient:
         poller = self._require_open()
         model_id, body = self._encode(model, inputs)
         path = f"/v1/models/{model_id}"
-        attempt = 0
+        attempt = limited = 0
         sent: list[float] = []
         while True:
             try:
@@ -313,11 +317,15 @@ class AsyncClient:
                     before_send if not sent else None,
                 )
                 break
+            except RateLimitError:
+                # Refused, so no job: safe to send again once the budget's pause is over.
+                limited += 1
+                if limited >= self.retry.rate_limited_attempts:
+                    raise
             except APIError as exc:
                 attempt += 1
                 if is_retryable_submit(exc) and attempt < self.retry.submit_attempts:
-                    if not isinstance(exc, RateLimitError):
-                        await asyncio.sleep(self.retry.delay_for(exc, attempt - 1))
+                    await asyncio.sleep(self.retry.delay_for(exc, attempt - 1))
                     continue
                 if isinstance(exc, (TransportError, ResponseValidationError, APIStatusError)) and (
                     may_have_reached_server(exc)

@@ -40,6 +40,8 @@ class RetryPolicy:
         backoff_max: seconds; the largest wait between two attempts.
         max_retry_after: seconds; a server's ``Retry-After`` above this is capped to it.
         submit_attempts: attempts for a submit when it provably did not reach the server.
+        rate_limited_attempts: 429 answers one call accepts before giving up. They are
+            counted apart: each one pauses the whole client for its Retry-After first.
     """
 
     max_attempts: int = 6
@@ -47,10 +49,11 @@ class RetryPolicy:
     backoff_max: float = 10.0
     max_retry_after: float = 120.0
     submit_attempts: int = 4
+    rate_limited_attempts: int = 30
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1 or self.submit_attempts < 1:
-            raise ValueError("max_attempts and submit_attempts must be at least 1")
+        if min(self.max_attempts, self.submit_attempts, self.rate_limited_attempts) < 1:
+            raise ValueError("attempt counts must be at least 1")
         if self.backoff_base < 0 or self.backoff_max < 0 or self.max_retry_after < 0:
             raise ValueError("backoff and Retry-After bounds must be >= 0")
 

@@ -314,9 +314,9 @@ async def test_429_retry_after_honoured(client: AsyncClient, fake: FakeRunComfy)
 
 
 async def test_429_exhausted_raises_rate_limit_error(fake: FakeRunComfy) -> None:
-    """When 429s outlast the attempts, RateLimitError carries retry_after."""
+    """When 429s outlast their allowance, RateLimitError carries retry_after."""
     async with AsyncClient(
-        TOKEN, fake.base_url, retry=FAST_RETRY.__class__(max_attempts=1)
+        TOKEN, fake.base_url, retry=FAST_RETRY.__class__(rate_limited_attempts=1)
     ) as client:
         fake.inject("status", status=429, headers={"Retry-After": "0"})
         with pytest.raises(RateLimitError) as info:

@@ -45,7 +45,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.reliability]
 
 T2I = "google/nano-banana-2/text-to-image"
 QUICK = RetryPolicy(backoff_base=0.01, backoff_max=0.05)
-ONCE = RetryPolicy(max_attempts=1, backoff_base=0.01, backoff_max=0.05)
+ONCE = RetryPolicy(max_attempts=1, rate_limited_attempts=1, backoff_base=0.01, backoff_max=0.05)
 
 
 def _env() -> dict[str, str]:

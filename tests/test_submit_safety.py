@@ -90,3 +90,14 @@ async def test_definite_refusals_raise_as_is(client: AsyncClient, fake: FakeRunC
         await client.submit(T2I, {"prompt": "x"})
     assert not isinstance(info.value, SubmissionUncertainError)
     assert fake.requests["submit"] == 1
+
+
+async def test_429s_do_not_use_up_submit_attempts(client: AsyncClient, fake: FakeRunComfy) -> None:
+    """More 429s than submit_attempts are still waited out: one job, never an error."""
+    fake.inject(
+        "submit", status=429, headers={"Retry-After": "0"}, times=FAST_RETRY.submit_attempts + 2
+    )
+    job = await client.submit(T2I, {"prompt": "x"})
+    assert fake.jobs_created == 1
+    assert fake.requests["submit"] == FAST_RETRY.submit_attempts + 3
+    await job
