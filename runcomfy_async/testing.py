@@ -25,28 +25,19 @@ import hmac
 import math
 import random
 import time
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections import Counter
+from collections.abc import Collection, Mapping
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
 from ._emulator_api import ModelApi
-from ._emulator_http import (
-    ALL_ENDPOINTS,
-    Script,
-    error_response,
-    listen,
-    reset_connection,
-    server_error,
-    truncated,
-)
+from ._emulator_faults import Faults, Handler, check_endpoints
+from ._emulator_http import ALL_ENDPOINTS, Script, error_response, listen
 from ._emulator_jobs import FakeJob, JobScheduler, TokenBucket, draw_duration
 
 __all__ = ["FakeJob", "FakeRunComfy", "draw_duration"]
-
-_Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 class FakeRunComfy:
@@ -180,13 +171,7 @@ class FakeRunComfy:
             raise ValueError(f"rate_burst must be >= 1 or None, got {rate_burst}")
         if not (math.isfinite(slow_seconds) and slow_seconds >= 0.0):
             raise ValueError(f"slow_seconds must be a finite number >= 0, got {slow_seconds}")
-        if isinstance(fault_endpoints, str):
-            raise ValueError("fault_endpoints must be a collection of names, not one string")
-        unknown = set(fault_endpoints) - ALL_ENDPOINTS
-        if unknown:
-            raise ValueError(
-                f"unknown fault_endpoints {sorted(unknown)}; use {sorted(ALL_ENDPOINTS)}"
-            )
+        check_endpoints(fault_endpoints)
         if num_outputs_key not in ("auto", "images"):
             raise ValueError(f"num_outputs_key must be 'auto' or 'images', got {num_outputs_key!r}")
         if max_body_bytes < 1:
@@ -199,15 +184,15 @@ class FakeRunComfy:
         self._rate_limit = rate_limit
         self._rate_burst = rate_burst or max(1, math.ceil(rate_limit or 1))
         self._retry_after = retry_after
-        self._error_rate = error_rate
-        self._reset_rate = reset_rate
-        self._slow_rate = slow_rate
-        self._slow_seconds = slow_seconds
-        self._malformed_rate = malformed_rate
-        self._fault_endpoints = frozenset(fault_endpoints)
-        self._faulty = bool(error_rate or reset_rate or slow_rate or malformed_rate)
-        # Separate streams, so changing a fault knob does not change the jobs' durations.
-        self._fault_rng = random.Random(None if seed is None else f"faults-{seed}")
+        self._faults = Faults(
+            error_rate=error_rate,
+            reset_rate=reset_rate,
+            slow_rate=slow_rate,
+            slow_seconds=slow_seconds,
+            malformed_rate=malformed_rate,
+            endpoints=fault_endpoints,
+            seed=seed,
+        )
         self._sched = JobScheduler(concurrency, failed_status)
         self._api = ModelApi(
             sched=self._sched,
@@ -223,7 +208,6 @@ class FakeRunComfy:
         )
         self._max_body = max_body_bytes
         self._bucket: TokenBucket | None = None
-        self._scripts: dict[str, deque[Script]] = {}
         self._runners: list[web.AppRunner] = []
         self._record_arrivals = record_arrivals
 
@@ -456,7 +440,7 @@ class FakeRunComfy:
             delay=delay,
             after=after,
         )
-        self._scripts.setdefault(endpoint, deque()).append(script)
+        self._faults.add(endpoint, script)
 
     def clear_injections(self, endpoint: str | None = None) -> None:
         """Drop queued canned answers.
@@ -464,10 +448,7 @@ class FakeRunComfy:
         Args:
             endpoint: only this endpoint's; ``None`` for all.
         """
-        if endpoint is None:
-            self._scripts.clear()
-        else:
-            self._scripts.pop(endpoint, None)
+        self._faults.clear(endpoint)
 
     def pending_injections(self, endpoint: str) -> int:
         """How many requests to ``endpoint`` will still get a canned answer.
@@ -478,17 +459,7 @@ class FakeRunComfy:
         Returns:
             The number of queued answers left.
         """
-        return sum(script.remaining for script in self._scripts.get(endpoint, ()))
-
-    def _next_script(self, endpoint: str) -> Script | None:
-        queue = self._scripts.get(endpoint)
-        if not queue:
-            return None
-        script = queue[0]
-        script.remaining -= 1
-        if script.remaining <= 0:
-            queue.popleft()
-        return script
+        return self._faults.pending(endpoint)
 
     # ------------------------------------------------------------------------------- pipeline
 
@@ -499,7 +470,7 @@ class FakeRunComfy:
         return got is not None and hmac.compare_digest(got.encode(), self._auth)
 
     async def _serve(
-        self, endpoint: str, request: web.Request, handler: _Handler
+        self, endpoint: str, request: web.Request, handler: Handler
     ) -> web.StreamResponse:
         """Count, then script / auth / rate limit / faults, then the handler."""
         now = time.monotonic()
@@ -507,10 +478,9 @@ class FakeRunComfy:
         if self._record_arrivals:
             self.arrivals.append((now, endpoint))
         counter = self.responses
-        if self._scripts:
-            script = self._next_script(endpoint)
-            if script is not None:
-                return await self._play(script, request, handler, counter, api=True)
+        script = self._faults.next_script(endpoint)
+        if script is not None:
+            return await self._faults.play(script, request, handler, counter, self._authorized)
         if not self._authorized(request):
             response = error_response(401, 401001, "Unauthorized: missing or invalid API token")
         elif self._bucket is not None and (wait := self._bucket.take(now)) > 0.0:
@@ -518,45 +488,10 @@ class FakeRunComfy:
             response = error_response(429, 429001, "Too Many Requests: rate limit exceeded")
             if self._retry_after:
                 response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
-        elif self._faulty and endpoint in self._fault_endpoints:
-            return await self._serve_faulty(request, handler, counter)
+        elif self._faults.applies(endpoint):
+            return await self._faults.serve(request, handler, counter)
         else:
             response = await handler(request)
-        counter[response.status] += 1
-        return response
-
-    async def _play(
-        self,
-        script: Script,
-        request: web.Request,
-        handler: _Handler,
-        counter: Counter[int],
-        *,
-        api: bool,
-    ) -> web.StreamResponse:
-        if script.after and (not api or self._authorized(request)):
-            await handler(request)  # the side effect happens; its answer is replaced
-        if script.delay:
-            await asyncio.sleep(script.delay)
-        if script.reset:
-            return reset_connection(request, counter)
-        counter[script.status] += 1
-        return script.response()
-
-    async def _serve_faulty(
-        self, request: web.Request, handler: _Handler, counter: Counter[int]
-    ) -> web.StreamResponse:
-        rng = self._fault_rng
-        if self._error_rate and rng.random() < self._error_rate:
-            response = server_error(rng)
-        else:
-            response = await handler(request)
-            if self._reset_rate and rng.random() < self._reset_rate:
-                return reset_connection(request, counter)
-            if self._malformed_rate and rng.random() < self._malformed_rate:
-                response = truncated(response)
-        if self._slow_rate and rng.random() < self._slow_rate:
-            await asyncio.sleep(self._slow_seconds)
         counter[response.status] += 1
         return response
 
@@ -588,12 +523,11 @@ class FakeRunComfy:
         if "Authorization" in request.headers:
             self.output_auth_headers += 1
         counter = self.output_responses
-        if self._scripts:
-            script = self._next_script("output")
-            if script is not None:
-                return await self._play(script, request, self._api.image, counter, api=False)
-        if self._faulty and "output" in self._fault_endpoints:
-            return await self._serve_faulty(request, self._api.image, counter)
+        script = self._faults.next_script("output")
+        if script is not None:
+            return await self._faults.play(script, request, self._api.image, counter)
+        if self._faults.applies("output"):
+            return await self._faults.serve(request, self._api.image, counter)
         response = await self._api.image(request)
         counter[response.status] += 1
         return response

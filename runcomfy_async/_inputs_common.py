@@ -1,0 +1,43 @@
+"""Line-level pieces shared by the batch input readers: decoding, length and schema checks.
+
+The text readers in :mod:`runcomfy_async._inputs` and the CSV reader in
+:mod:`runcomfy_async._inputs_csv` both turn raw lines into items through these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ._exceptions import InputValidationError, _one_line
+from .models import validate_inputs
+
+_KEY = "_key"
+
+_Lines = Iterator[bytes | bytearray | None]
+
+
+def _decode(raw: bytes | bytearray) -> tuple[str | None, str | None]:
+    """Decode one line as UTF-8: ``(text, None)``, or ``(None, reason)`` when it is invalid."""
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, f"invalid UTF-8 at byte {exc.start + 1} of the line"
+
+
+def _too_long(max_bytes: int) -> str:
+    return f"line longer than the limit of {max_bytes:,} bytes"
+
+
+def _check(model_id: str, inputs: dict[str, Any]) -> str | None:
+    """Validate ``inputs`` against the model's schema; the reason as one line, or ``None``."""
+    try:
+        validate_inputs(model_id, inputs)
+    except InputValidationError as exc:
+        if exc.field is None:
+            return _one_line(exc.reason, 600)
+        field = exc.field
+        if len(field) > 64 or not field.isidentifier():
+            field = repr(field[:64]) + ("..." if len(field) > 64 else "")
+        return _one_line(f"{field} {exc.reason}", 600)
+    return None
