@@ -248,7 +248,9 @@ class AsyncClient:
         except RateLimitError as exc:
             self.rate_limited += 1
             self._budget.pause(
-                self.retry.delay_for(exc, 0) if exc.retry_after else self.retry.backoff(2)
+                self.retry.delay_for(exc, 0)
+                if exc.retry_after is not None
+                else self.retry.backoff(2)
             )
             raise
 
