@@ -544,7 +544,7 @@ async def test_distinct_keys_never_share_an_output_file(tmp_path: Path) -> None:
 
 
 class _Chunked:
-    """An origin streaming 8 MiB without Content-Length, for the download cap."""
+    """An origin streaming 64 MiB without Content-Length, for the download cap."""
 
     def __init__(self) -> None:
         self.sent = 0
@@ -554,7 +554,7 @@ class _Chunked:
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         try:
-            for _ in range(128):
+            for _ in range(1024):
                 await resp.write(b"\x89" * 65536)
                 self.sent += 65536
             await resp.write_eof()
@@ -578,4 +578,6 @@ async def test_download_over_cap_aborted_after_partial_write_and_removed(tmp_pat
         await runner.cleanup()
     assert not info.value.retryable and dl.files == 0
     assert list(tmp_path.iterdir()) == []  # neither big-0.png nor a .part file
-    assert cap <= origin.sent < 8 * 2**20
+    # The abort stops the stream: what the server got rid of is the cap plus what loopback
+    # socket buffers absorbed, far below the 64 MiB it had to send.
+    assert cap <= origin.sent < 32 * 2**20
