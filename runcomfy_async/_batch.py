@@ -46,8 +46,6 @@ logger = logging.getLogger("runcomfy_async")
 SUBMIT_GRACE = 10.0
 """Seconds a stopping batch waits for a submit already on its way to be answered."""
 
-TERMINAL = ("succeeded", "failed", "cancelled", "uncertain", "invalid", "download_failed")
-
 
 class BatchResult(msgspec.Struct, kw_only=True, omit_defaults=False):
     """The outcome of one batch input: one line of results.jsonl.
@@ -96,7 +94,7 @@ class BatchResult(msgspec.Struct, kw_only=True, omit_defaults=False):
 class _Item:
     """One input on its way through the runner."""
 
-    __slots__ = ("id", "index", "inputs", "job", "key", "model_id", "seq", "submitted")
+    __slots__ = ("id", "index", "inputs", "job", "key", "model_id", "submitted")
 
     def __init__(self, index: int, key: str | None, model_id: str, inputs: dict[str, Any]):
         self.index = index
@@ -106,7 +104,6 @@ class _Item:
         self.id = input_id(model_id, inputs, index, key)
         self.job: Job | None = None
         self.submitted = 0.0
-        self.seq = 0
 
 
 def _stem(item: _Item) -> str:

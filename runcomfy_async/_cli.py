@@ -17,7 +17,15 @@ from typing import Any
 import msgspec
 
 from . import __version__
-from ._cli_args import UsageError, parse_sets
+from ._cli_args import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    parse_sets,
+)
 from ._client import AsyncClient
 from ._exceptions import (
     AuthenticationError,
@@ -30,7 +38,6 @@ from .models import MODELS, describe
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 SANDBOX_TOKEN = "sandbox-token"
 """The token the in-process emulator accepts in ``--sandbox`` mode (it is not a secret)."""

@@ -9,7 +9,18 @@ import msgspec
 
 from .models import describe, get_model
 
-__all__ = ["UsageError", "parse_sets"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "UsageError",
+    "parse_sets",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+"""The command's exit codes: success, some job failed, usage, auth/config, interrupted."""
 
 
 class UsageError(Exception):

@@ -24,15 +24,13 @@ from typing import Any
 import msgspec
 
 from ._batch import BatchResult, BatchRunner
-from ._cli_args import UsageError, parse_sets
+from ._cli_args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, parse_sets
 from ._cli_progress import Progress
 from ._gallery import write_gallery
 from ._inputs import detect_format, read_inputs, scan
 from ._journal import Journal
 
 __all__ = ["add_batch_parser", "run_batch"]
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def add_batch_parser(sub: Any, common: Any) -> None:

@@ -81,10 +81,13 @@ class Progress:
             phases["running" if job is not None and job.phase == "running" else "queued"] += 1
         return phases
 
+    def _rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
     def _line(self) -> str:
         phases = self._phases()
-        elapsed = time.monotonic() - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        rate = self._rate()
         left = self.total - self.done - self.runner.counts["skipped"]
         eta = f" eta {_fmt_time(left / rate)}" if rate > 0 and left > 0 else ""
         return (
@@ -102,8 +105,7 @@ class Progress:
     def _refresh(self, force: bool = False) -> None:
         if self._rich is not None:
             phases = self._phases()
-            elapsed = time.monotonic() - self.started
-            rate = self.done / elapsed if elapsed > 0 else 0.0
+            rate = self._rate()
             counts = (
                 f"[yellow]queued {phases['queued']}[/] [cyan]running {phases['running']}[/] "
                 f"[green]done {self.done - self.failed}[/] [red]failed {self.failed}[/]"

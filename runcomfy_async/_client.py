@@ -148,7 +148,7 @@ class AsyncClient:
             fetch_status=self.status_once,
             settings=self.poll_settings,
             retry=self.retry,
-            redact=self._transport.redact,
+            redact=self._transport.redact_value,
         )
         tg = anyio.create_task_group()
         await tg.__aenter__()

@@ -77,7 +77,6 @@ class ApiTransport:
         self._max_connections = max_connections
         self._max_body = max_body_bytes
         self._session: aiohttp.ClientSession | None = None
-        self.requests_sent = 0
 
     def __repr__(self) -> str:
         return f"ApiTransport(base_url={self.base_url!r}, token=<redacted>)"
@@ -112,6 +111,10 @@ class ApiTransport:
         """Remove the token from ``text`` should a server ever echo it back."""
         return text.replace(self._token, "<redacted>") if self._token else text
 
+    def redact_value(self, value: Any) -> Any:
+        """A decoded JSON value with the token removed from every string in it."""
+        return _redact_any(value, self.redact)
+
     def _snippet(self, body: bytes, limit: int) -> str:
         """The first ``limit`` characters of a body, redacted before it is cut.
 
@@ -131,7 +134,6 @@ class ApiTransport:
         if session is None:
             raise RuntimeError("the client is not open; use 'async with AsyncClient()'")
         headers = {"Content-Type": "application/json"} if body is not None else None
-        self.requests_sent += 1
         try:
             async with session.request(
                 method, url, data=body, headers=headers, allow_redirects=False
@@ -237,7 +239,7 @@ class ApiTransport:
         }
         message = self.redact(message)
         if envelope is not None and envelope.detail is not None:
-            kw["detail"] = _redact_any(envelope.detail, self.redact)
+            kw["detail"] = self.redact_value(envelope.detail)
         cls = _status_class(status, code)
         if cls is RateLimitError:
             return RateLimitError(message, retry_after=reply.retry_after, **kw)

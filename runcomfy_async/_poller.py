@@ -159,7 +159,7 @@ class Poller:
         fetch_status: Callable[[str], Awaitable[StatusResponse]],
         settings: PollSettings,
         retry: RetryPolicy,
-        redact: Callable[[str], str] = str,
+        redact: Callable[[Any], Any] = lambda value: value,
     ):
         self._fetch_result = fetch_result
         self._fetch_status = fetch_status
@@ -202,13 +202,6 @@ class Poller:
             self._schedule(entry, time.monotonic())
         else:
             self._plan(entry, stats)
-
-    def check_soon(self, request_id: str) -> None:
-        """Check a followed job at once (e.g. after a cancel), whatever its schedule said."""
-        entry = self._entries.get(request_id)
-        if entry is not None:
-            entry.queued = False
-            self._schedule(entry, time.monotonic())
 
     def resolve_cancelled(self, request_id: str) -> None:
         """The server accepted a cancel: end the job with :class:`JobCancelledError`."""
@@ -427,7 +420,7 @@ class Poller:
             self._resolve_error(
                 job,
                 JobFailedError(
-                    request_id=job.request_id, error=self._clean(result.error), result=result
+                    request_id=job.request_id, error=self._redact(result.error), result=result
                 ),
             )
         elif phase == "cancelled":
@@ -436,16 +429,6 @@ class Poller:
             self._resolve_error(job, JobCancelledError(request_id=job.request_id))
         else:
             self._on_pending(entry, phase or "running")
-
-    def _clean(self, value: Any) -> Any:
-        """The server's error with the token redacted from every string in it."""
-        if isinstance(value, str):
-            return self._redact(value)
-        if isinstance(value, list):
-            return [self._clean(v) for v in value]
-        if isinstance(value, dict):
-            return {k: self._clean(v) for k, v in value.items()}
-        return value
 
     def _on_status(self, entry: _Entry, status: StatusResponse) -> None:
         entry.errors = 0
