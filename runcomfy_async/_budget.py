@@ -5,9 +5,13 @@ happen there:
 
 * **Pause.** After a 429 the whole client stops sending until ``Retry-After`` (or a backoff)
   has passed: no request leaves during the pause, whichever task wants to send it.
-* **Priority.** When requests queue for the rate, reads (polls, cancels) go first, but one
-  grant in ``submit_share`` goes to a waiting submit, so a flood of submits never starves the
-  jobs already in flight and polling never stops new work from flowing.
+* **Priority.** When requests queue for a connection slot, reads (polls, cancels) go first,
+  but one grant in ``submit_share`` goes to a waiting submit, so a flood of submits never
+  starves the jobs already in flight and polling never stops new work from flowing. When
+  they queue for the *rate* instead, the shares swap: submits go first and one grant in
+  ``submit_share`` goes to a read. Under a binding rate limit every request costs the same
+  scarce token, and a submit puts the server to work at once while a check that waits finds
+  its job riper: fewer wasted checks, no idle tail of late-submitted jobs at the end.
 * **Rate.** An :class:`aiolimiter.AsyncLimiter` leaky bucket of ``max_rate`` requests per
   second with a burst of ``burst``; ``max_rate=None`` means no client-side limit.
 * **Concurrency.** At most ``max_concurrency`` requests in flight (the size of the
@@ -34,6 +38,12 @@ Kind = Literal["read", "submit"]
 
 HEADROOM = 0.98
 """Share of ``max_rate`` the client actually sends at (see :class:`RequestBudget`)."""
+BURST_SHARE = 0.9
+"""Default burst as a share of one second's worth of ``max_rate``.
+
+Requests of the first burst reach the server with uneven latency (the first ones queue
+behind the connection set-up), so a client bucket exactly as deep as the server's draws a
+429, and a whole Retry-After pause, at the start of nearly every run."""
 
 
 class RequestBudget:
@@ -42,9 +52,11 @@ class RequestBudget:
     Args:
         max_rate: requests per second for the whole client; ``None`` for no limit. The client
             paces at 98 % of it, leaving room for network jitter.
-        burst: how many requests may leave at once after an idle spell (default: one
-            second's worth, ``max_rate``).
-        submit_share: when both kinds wait, one grant in this many goes to a submit.
+        burst: how many requests may leave at once after an idle spell (default: 90 % of
+            one second's worth, so a server bucket of ``max_rate`` keeps a margin for the
+            latency jitter of the first burst).
+        submit_share: when both kinds wait, one grant in this many goes to the kind that
+            is not preferred (see the module docstring).
         max_concurrency: requests in flight at once; ``None`` for no limit. Every
             :meth:`acquire` must then be paired with a :meth:`release`.
     """
@@ -69,7 +81,7 @@ class RequestBudget:
         self.max_rate = max_rate
         self._limiter: AsyncLimiter | None = None
         if max_rate is not None:
-            size = burst if burst is not None else max(1.0, max_rate)
+            size = burst if burst is not None else max(1.0, BURST_SHARE * max_rate)
             # A bucket of `size` leaking at HEADROOM x the rate: a server that limits to the
             # same rate sees our requests with network jitter, and a 2 % margin absorbs it
             # where an exact match would draw a 429 (and a whole Retry-After pause) now and then.
@@ -82,6 +94,7 @@ class RequestBudget:
             "submit": collections.deque(),
         }
         self._grants = 0
+        self._rate_bound = False
         self.pauses = 0
         self.granted: collections.Counter[str] = collections.Counter()
 
@@ -144,6 +157,7 @@ class RequestBudget:
                 await asyncio.sleep(wait)
                 continue
             if self._limiter is not None:
+                self._rate_bound = not self._limiter.has_capacity()
                 await self._limiter.acquire()
                 if self._paused_until > time.monotonic():
                     continue  # a 429 arrived while we waited for the rate: honour it first
@@ -158,7 +172,8 @@ class RequestBudget:
         reads, submits = self._waiters["read"], self._waiters["submit"]
         while reads or submits:
             self._grants += 1
-            prefer_submit = self._grants % self._submit_share == 0
+            minority_turn = self._grants % self._submit_share == 0
+            prefer_submit = minority_turn != self._rate_bound
             queue = submits if (submits and (prefer_submit or not reads)) else reads
             fut = queue.popleft()
             if not fut.done():

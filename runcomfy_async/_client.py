@@ -77,7 +77,8 @@ class AsyncClient:
         max_connections: size of the keep-alive connection pool.
         max_requests_per_second: one budget shared by submit, poll and cancel; ``None`` means
             no client-side limit (429s are still honoured).
-        rate_burst: requests allowed at once after an idle spell (default: one second's worth).
+        rate_burst: requests allowed at once after an idle spell (default: 90 % of one
+            second's worth; see :data:`runcomfy_async._budget.BURST_SHARE`).
         retry: how reads are retried and how long to back off.
         poll: knobs of the adaptive poller (see :class:`PollSettings`; ``ratio`` trades
             requests for latency).

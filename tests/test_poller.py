@@ -117,6 +117,26 @@ async def test_budget_rate_observed_by_the_emulator() -> None:
     assert worst <= 30 + 30 + 2  # one second of rate plus the initial burst
 
 
+async def test_rate_bound_submits_go_first_without_429s() -> None:
+    """Queuing for the rate, submits take 3 grants in 4; the first burst draws no 429.
+
+    Every request costs the same token then: a submit starts the server at once, and a
+    check that waits finds its job riper.
+    """
+    async with FakeRunComfy(
+        token=TOKEN, duration_mean=0.05, rate_limit=40, record_arrivals=True
+    ) as fake:
+        async with AsyncClient(
+            TOKEN, fake.base_url, retry=FAST_RETRY, poll=POLL, max_requests_per_second=40
+        ) as client:
+            await asyncio.gather(*(client.run(T2I, {"prompt": f"p{i}"}) for i in range(60)))
+    assert fake.rate_limited == 0
+    endpoints = [e for _, e in fake.arrivals]
+    last_submit = max(i for i, e in enumerate(endpoints) if e == "submit")
+    reads_before = sum(e != "submit" for e in endpoints[:last_submit])
+    assert reads_before <= last_submit // 3 + 2
+
+
 async def test_429_pauses_every_request() -> None:
     """After a 429 with Retry-After: 1, no request reaches the server until the pause ends."""
     async with FakeRunComfy(token=TOKEN, duration_mean=0.3, record_arrivals=True) as fake:
