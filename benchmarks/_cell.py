@@ -4,9 +4,11 @@ Run: ``python -m benchmarks._cell '{"client": "runcomfy-async", "base_url": "...
 
 The argument is a JSON object: ``client`` (``runcomfy-async``, ``httpx``, ``aiohttp`` or ``floor``),
 ``base_url``, and for the clients ``jobs``, ``mean`` (mean job seconds, to scale delays),
-``rate`` (runcomfy-async's ``max_requests_per_second``, or null), ``interval`` (the
-baseline's polling interval) and ``loop`` (``asyncio`` or ``uvloop``). The cell prints one
-JSON line with its figures: CPU and peak RSS are this process's alone.
+``rate`` (runcomfy-async's ``max_requests_per_second``, or null), ``interval`` and ``cap``
+(the baseline's polling interval and jobs in flight, null for every job at once) and
+``loop`` (``asyncio`` or ``uvloop``). The cell prints one JSON line with its figures: CPU
+and peak RSS are this process's alone. After a client's work it measures the same-rate
+floor (:func:`benchmarks._clients.same_rate_floor`) on the same loop.
 """
 
 from __future__ import annotations
@@ -17,21 +19,32 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from ._clients import run_fixed_baseline, run_floor, run_runcomfy_async
+from ._clients import run_fixed_baseline, run_floor, run_runcomfy_async, same_rate_floor
 
 
-def _work(spec: dict[str, Any]) -> Coroutine[Any, Any, dict[str, Any]]:
+def _run(spec: dict[str, Any]) -> Coroutine[Any, Any, dict[str, Any]]:
     client = spec["client"]
     url = spec["base_url"]
-    if client == "floor":
-        return run_floor(url)
     if client == "runcomfy-async":
         return run_runcomfy_async(url, spec["jobs"], spec["mean"], rate=spec.get("rate"))
     if client in ("httpx", "aiohttp"):
         return run_fixed_baseline(
-            url, spec["jobs"], spec["mean"], interval=spec["interval"], transport=client
+            url,
+            spec["jobs"],
+            spec["mean"],
+            interval=spec["interval"],
+            transport=client,
+            cap=spec.get("cap"),
         )
     raise SystemExit(f"unknown client {client!r}")
+
+
+async def _work(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec["client"] == "floor":
+        return await run_floor(spec["base_url"])
+    out = await _run(spec)
+    await same_rate_floor(spec["base_url"], out)
+    return out
 
 
 def main(argv: list[str]) -> int:

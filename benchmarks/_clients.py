@@ -3,11 +3,14 @@
 * :func:`run_runcomfy_async`: runcomfy-async at its defaults: a few submitter tasks, one
   done-callback per job handle, the client's single poller doing all the checks.
 * :func:`run_fixed_baseline`: what a user writes without it: ``httpx.AsyncClient``,
-  ``asyncio.gather`` of one coroutine per job behind a semaphore, each polling ``/status``
-  at a fixed interval and then reading ``/result``; a 429 sleeps ``Retry-After`` and
-  retries the same request. The same code over aiohttp is a control row.
+  ``asyncio.gather`` of one coroutine per job, each under ``async with Semaphore(64)``:
+  submit, poll ``/status`` at a fixed interval, then read ``/result``; a 429 sleeps
+  ``Retry-After`` and retries the same request. Variants: the semaphore around each request
+  instead (every job at once), and the same code over aiohttp (a control).
 * :func:`run_floor`: bare aiohttp GETs, the CPU cost of one request on this machine, in a
-  tight loop (the event loop batches them) and paced at a modest rate (one wake-up each).
+  tight loop (the event loop batches them). Every cell also measures
+  :func:`paced_request_cpu` at its own average request rate after its work: what one bare
+  request costs when requests come that often.
 
 Each runner measures only the work itself (from the first submit to the last result in
 hand): CPU of this process, its peak RSS over its idle RSS, the event-loop lag, and per job
@@ -33,6 +36,9 @@ MODEL = "google/nano-banana-2/text-to-image"
 TERMINAL = ("completed", "failed", "cancelled")
 STATS_PATH = "/_emulator/stats"
 """Not part of the Model API: the emulator neither counts nor rate-limits it."""
+FLOOR_PATH = "/_emulator/floor"
+"""No route: a small 404 the emulator neither counts nor rate-limits, so a cell's floor
+requests stay out of its request counts and its rate limit."""
 SUBMITTERS = 64
 """Concurrent submits of the runcomfy-async cell (its default connection pool size)."""
 
@@ -223,16 +229,27 @@ async def run_runcomfy_async(
 
 
 async def run_fixed_baseline(
-    base_url: str, jobs: int, mean: float, *, interval: float, transport: str = "httpx"
+    base_url: str,
+    jobs: int,
+    mean: float,
+    *,
+    interval: float,
+    transport: str = "httpx",
+    cap: int | None = 64,
 ) -> dict[str, Any]:
     """The naive client: gather + semaphore, one fixed-interval polling loop per job.
 
     ``transport`` is ``httpx`` (the baseline of the comparison) or ``aiohttp`` (a control:
     the same strategy over aiohttp, to tell the cost of the strategy from httpx's own).
+    ``cap``: the semaphore holds each job from submit to result, so at most ``cap`` jobs
+    are in flight (the usual idiom); ``None``: it holds each request instead (64 at once),
+    so every job is in flight at once and each loop waits its turn for a request.
     """
     rec = Recorder(jobs)
     probe = LagProbe()
-    sem = asyncio.Semaphore(64)
+    job_sem = asyncio.Semaphore(cap) if cap is not None else None
+    sem: contextlib.AbstractAsyncContextManager[Any]
+    sem = contextlib.nullcontext() if cap is not None else asyncio.Semaphore(64)
     counts = {"requests": 0, "429": 0, "errors": 0}
 
     async with _open_transport(transport, base_url) as send:
@@ -256,6 +273,13 @@ async def run_fixed_baseline(
                 return data
 
         async def one(i: int) -> None:
+            if job_sem is None:
+                await job(i)
+                return
+            async with job_sem:
+                await job(i)
+
+        async def job(i: int) -> None:
             body = {"prompt": f"a lighthouse at dusk, #{i}"}
             rid = (await call("POST", f"/v1/models/{MODEL}", body))["request_id"]
             rec.submit()
@@ -280,6 +304,7 @@ async def run_fixed_baseline(
     out["client_429"] = counts["429"]
     out["transport_errors"] = counts["errors"]
     out["interval_s"] = interval
+    out["cap"] = cap
     out.update(rec.figures(mean))
     return out
 
@@ -344,7 +369,7 @@ async def paced_request_cpu(base_url: str, rate: float = 500.0, seconds: float =
     import aiohttp
 
     n = int(rate * seconds)
-    url = f"{base_url}/v1/requests/does-not-exist/status"
+    url = base_url + FLOOR_PATH
     pending: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session:
@@ -367,8 +392,18 @@ async def paced_request_cpu(base_url: str, rate: float = 500.0, seconds: float =
         return (cpu_seconds() - cpu0) / n
 
 
-async def run_floor(base_url: str, *, rate: float = 500.0, seconds: float = 2.0) -> dict[str, Any]:
-    """The floor: CPU of one bare aiohttp request, tight and paced."""
-    tight = await bare_request_cpu(base_url, 2000)
-    paced = await paced_request_cpu(base_url, rate, seconds)
-    return {"tight_s": tight, "paced_s": paced, "paced_rate": rate, "paced_seconds": seconds}
+async def same_rate_floor(base_url: str, out: dict[str, Any], seconds: float = 1.0) -> None:
+    """Add ``floor_s``: one bare request's CPU at the cell's own average request rate.
+
+    A bare request costs more CPU the rarer requests are (each one wakes the loop for itself;
+    at thousands a second one wake-up serves many), so a client is compared with bare
+    requests arriving as often as its own did.
+    """
+    rate = max(50.0, out["client_requests"] / out["wall_s"])
+    out["floor_rate"] = rate
+    out["floor_s"] = await paced_request_cpu(base_url, rate, seconds)
+
+
+async def run_floor(base_url: str) -> dict[str, Any]:
+    """The floor: CPU of one bare aiohttp request in a tight loop."""
+    return {"tight_s": await bare_request_cpu(base_url, 2000)}
