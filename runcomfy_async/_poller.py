@@ -22,6 +22,7 @@ What to check and when:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import heapq
 import itertools
@@ -51,6 +52,8 @@ __all__ = ["PollSettings", "Poller"]
 logger = logging.getLogger("runcomfy_async")
 
 RELEASE_TICK = 0.02
+QUEUE_FRESH = 0.5
+"""Seconds a look at the server queue stays fresh enough to time jobs found still queued."""
 """Seconds ahead that waiting jobs are released into the schedule."""
 
 NOT_READY = 400005
@@ -452,11 +455,22 @@ class Poller:
     def _on_pending(self, entry: _Entry, phase: str) -> None:
         now = time.monotonic()
         if phase == "queued":
-            # Ask /status where it stands, at once: that one answer places the whole queue.
             entry.job._notify("queued", None)
-            entry.queued = entry.waited = True
-            self._schedule(entry, now)
+            entry.waited = True
             stats = self._stats(entry.job.model_id)
+            if stats.queue.queueing(now) and stats.learned and not entry.probing:
+                # Its predicted start was too early.
+                if now - max(stats.queue.seen_at, stats.queue.asked_at) < QUEUE_FRESH:
+                    # The queue was just looked at (often for a whole wave of jobs predicted
+                    # too early): wait in line for a new prediction, no /status of its own.
+                    # (Only once learned: before that nothing releases the line.)
+                    bisect.insort(stats.in_queue, entry, key=_by_seq)
+                    self._wake.set()
+                    return
+                stats.queue.asked_at = now
+            # Ask /status where it stands, at once: that one answer places the whole queue.
+            entry.queued = True
+            self._schedule(entry, now)
             if not stats.queue.queueing(now):
                 self._hold_behind(entry, stats)
             return
@@ -550,6 +564,10 @@ class Poller:
         if not fut.done():
             fut.set_exception(exc)
             fut.exception()  # mark retrieved: an unawaited failed job must not log noise
+
+
+def _by_seq(entry: _Entry) -> int:
+    return entry.seq
 
 
 def _earliest(a: float | None, b: float) -> float:
