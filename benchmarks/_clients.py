@@ -247,9 +247,14 @@ async def run_fixed_baseline(
     """
     rec = Recorder(jobs)
     probe = LagProbe()
-    job_sem = asyncio.Semaphore(cap) if cap is not None else None
+    # One semaphore does the limiting: around each job (cap) or around each request.
+    job_sem: contextlib.AbstractAsyncContextManager[Any]
     sem: contextlib.AbstractAsyncContextManager[Any]
-    sem = contextlib.nullcontext() if cap is not None else asyncio.Semaphore(64)
+    job_sem, sem = (
+        (asyncio.Semaphore(cap), contextlib.nullcontext())
+        if cap is not None
+        else (contextlib.nullcontext(), asyncio.Semaphore(64))
+    )
     counts = {"requests": 0, "429": 0, "errors": 0}
 
     async with _open_transport(transport, base_url) as send:
@@ -273,9 +278,6 @@ async def run_fixed_baseline(
                 return data
 
         async def one(i: int) -> None:
-            if job_sem is None:
-                await job(i)
-                return
             async with job_sem:
                 await job(i)
 

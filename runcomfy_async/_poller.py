@@ -52,9 +52,9 @@ __all__ = ["PollSettings", "Poller"]
 logger = logging.getLogger("runcomfy_async")
 
 RELEASE_TICK = 0.02
+"""Seconds ahead that waiting jobs are released into the schedule."""
 QUEUE_FRESH = 0.5
 """Seconds a look at the server queue stays fresh enough to time jobs found still queued."""
-"""Seconds ahead that waiting jobs are released into the schedule."""
 
 NOT_READY = 400005
 """The error code some deployments answer (HTTP 400) for a result that is not ready yet."""
@@ -502,7 +502,7 @@ class Poller:
         for other in behind:
             other.waited = True
             other.due = -2.0  # its heap item is now stale
-        merged = sorted([*stats.in_queue, *behind], key=lambda e: e.seq)
+        merged = sorted([*stats.in_queue, *behind], key=_by_seq)
         stats.in_queue = collections.deque(merged)
         stats.queue.asked_at = time.monotonic()  # the /status above is the fresh look
 
