@@ -26,7 +26,9 @@ def _run(spec: dict[str, Any]) -> Coroutine[Any, Any, dict[str, Any]]:
     client = spec["client"]
     url = spec["base_url"]
     if client == "runcomfy-async":
-        return run_runcomfy_async(url, spec["jobs"], spec["mean"], rate=spec.get("rate"))
+        return run_runcomfy_async(
+            url, spec["jobs"], spec["mean"], rate=spec.get("rate"), arrivals=spec.get("arrivals")
+        )
     if client in ("httpx", "aiohttp"):
         return run_fixed_baseline(
             url,

@@ -184,9 +184,19 @@ def _common(
 
 
 async def run_runcomfy_async(
-    base_url: str, jobs: int, mean: float, *, rate: float | None = None
+    base_url: str,
+    jobs: int,
+    mean: float,
+    *,
+    rate: float | None = None,
+    arrivals: float | None = None,
 ) -> dict[str, Any]:
-    """Submit ``jobs`` jobs through one AsyncClient and follow them all to their results."""
+    """Submit ``jobs`` jobs through one AsyncClient and follow them all to their results.
+
+    ``arrivals``: submit job ``i`` no earlier than ``i / arrivals`` seconds after the first
+    (the scaling series, where every size must see the same request rate); ``None``: as
+    fast as the client goes.
+    """
     from runcomfy_async import AsyncClient, Result
 
     rec = Recorder(jobs)
@@ -208,6 +218,8 @@ async def run_runcomfy_async(
 
         async def submitter() -> None:
             for i in counter:
+                if arrivals is not None:
+                    await asyncio.sleep(t0 + i / arrivals - time.monotonic())
                 job = await client.submit(MODEL, {"prompt": f"a lighthouse at dusk, #{i}"})
                 rec.submit()
                 job.future().add_done_callback(on_done)

@@ -51,6 +51,7 @@ def _spec(w: Workload, client: str) -> dict[str, Any]:
             **base,
             "client": "runcomfy-async",
             "rate": w.rate,
+            "arrivals": w.arrivals,
             "loop": "uvloop" if client == RA_UVLOOP else "asyncio",
         }
     if client in (HTTPX, HTTPX_ALL, AIOHTTP):
@@ -127,6 +128,7 @@ def run_workload(w: Workload, *, uvloop_row: bool, uvloop_server: bool) -> dict[
         "rate": w.rate,
         "baseline_interval_s": w.interval,
         "scaling": w.scaling,
+        "arrivals": w.arrivals,
         **ideal,
         "rows": rows,
     }

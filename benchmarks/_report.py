@@ -166,13 +166,14 @@ def _scaling_table(ws: list[dict[str, Any]]) -> list[str]:
     out = [
         "## Scaling: CPU and memory against jobs in flight",
         "",
-        "Mean job duration N/1000 s (sigma 0.1), so jobs start and requests arrive at the same "
-        "rate at every size and only the number in flight grows; all N are in flight at "
-        "once (the peak column says so). Memory per job = (peak RSS - RSS before the first "
-        "submit) / N. The baselines are left out: following 100k jobs with one polling loop "
-        "each at httpx's cost per request would take tens of minutes. With more than one "
-        "run per size, CPU and memory per job are the medians, and the runs column lists "
-        "each run's CPU per job.",
+        f"Jobs are submitted at a steady {ws[0].get('arrivals') or 0:,.0f} a second and "
+        "last N/1000 s on average (sigma 0.1), so requests arrive at the same rate at every "
+        "size and only the number in flight grows; all N are in flight at once (the peak "
+        "column says so; the submitters' pacing sleeps count in the client's CPU). Memory "
+        "per job = (peak RSS - RSS before the first submit) / N. The baselines are left "
+        "out: following 100k jobs with one polling loop each at httpx's cost per request "
+        "would take tens of minutes. With more than one run per size, CPU and memory per "
+        "job are the medians, and the runs column lists each run's CPU per job.",
         "",
         "| client | jobs in flight (peak) | mean job | wall / ideal | HTTP requests/job "
         "| delay p50 | CPU/job | runs | CPU/job ÷ same-rate request | memory/job in flight "

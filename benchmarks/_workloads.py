@@ -21,6 +21,8 @@ from runcomfy_async.testing import draw_duration
 SEED = 1
 BASELINE_INTERVAL_RATIO = 0.2
 """The baseline's polling interval over the mean job duration (RunComfy CLI: 2 s for ~10 s)."""
+SCALING_ARRIVALS = 2000.0
+"""Jobs submitted per second in the scaling series, the same at every size."""
 BASELINE_CAP = 64
 """Jobs in flight at once in the baseline (its ``Semaphore``), as many as the client's pool."""
 RA = "runcomfy-async"
@@ -51,6 +53,8 @@ class Workload:
     rate: float | None = None
     clients: tuple[str, ...] = (RA, HTTPX, AIOHTTP)
     scaling: bool = False
+    arrivals: float | None = None
+    """Jobs submitted per second (paced), or ``None`` for as fast as the client goes."""
     repeats: int = 1
     """Runs of each client; the tables show the median (the scaling series, where noise
     between runs on a small machine would otherwise decide a 20 % flatness target)."""
@@ -75,7 +79,8 @@ class Workload:
     def ideal(self) -> dict[str, Any]:
         """The wall time no client can beat, from the replayed job durations.
 
-        No queue: the slowest job (every job starts when submitted). A queue of C slots:
+        No queue: the slowest job (every job starts when submitted); paced arrivals: the
+        latest of each job's submit slot plus its duration. A queue of C slots:
         the server's FIFO makespan with all jobs submitted at once (at least total work / C).
         A rate limit of R/s (burst R): also at least 2 requests a job (submit, one read) at
         R/s after the first burst of R.
@@ -85,6 +90,9 @@ class Workload:
         slowest, total = max(durations), sum(durations)
         bound = slowest
         how = "slowest job"
+        if self.arrivals is not None:  # job i cannot start before i / arrivals
+            bound = max(i / self.arrivals + d for i, d in enumerate(durations))
+            how = f"last to finish when submitted at {self.arrivals:g}/s"
         if self.concurrency is not None:
             slots = [0.0] * min(self.concurrency, self.jobs)
             for d in durations:  # FIFO: each job takes the first slot that frees up
@@ -141,8 +149,11 @@ def workloads(*, quick: bool, rate: float = 200.0, jobs: int | None = None) -> l
     out.append(
         Workload(f"rate-limit-{_k(limited)}", title, limited, rate=rate, clients=clients(limited))
     )
-    # Scaling: mean duration N/1000 s, so jobs start and requests arrive at the same rate at
-    # every size and only the number in flight grows; sigma 0.1 keeps all N in flight at once.
+    # Scaling: jobs are submitted at SCALING_ARRIVALS a second and last N/1000 s on average,
+    # so requests arrive at the same rate at every size and only the number in flight grows;
+    # the submits end before the first job does (sigma 0.1), so all N are in flight at once.
+    # Unpaced, 1k jobs went out in 0.1 s (9k/s) and 10k in 2 s (5k/s): the rate, not the
+    # number in flight, then set the CPU per request.
     for n in scale:
         title = f"{n:,} jobs in flight (mean {n / 1000:g} s, sigma 0.1)"
         out.append(
@@ -154,6 +165,7 @@ def workloads(*, quick: bool, rate: float = 200.0, jobs: int | None = None) -> l
                 sigma=0.1,
                 clients=(RA,),
                 scaling=True,
+                arrivals=SCALING_ARRIVALS,
                 repeats=repeats,
             )
         )
