@@ -7,6 +7,7 @@ it (counting, authentication, rate limiting, scripted answers and faults) lives 
 
 from __future__ import annotations
 
+import collections
 import importlib
 import random
 import re
@@ -61,6 +62,8 @@ class ModelApi:
     Attributes:
         jobs: every job by request id.
         jobs_created: how many jobs were created.
+        early_results: ``/result`` answers given before the job ended, by its state
+            (``in_queue``, ``in_progress``): the checks a client spent too soon.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class ModelApi:
         self._output_base_url = output_base_url
         self.jobs: dict[str, FakeJob] = {}
         self.jobs_created = 0
+        self.early_results: collections.Counter[str] = collections.Counter()
 
     async def submit(self, request: web.Request) -> web.Response:
         """``POST /v1/models/{model_id}``: check the id and body, create a job, answer its URLs.
@@ -231,6 +235,7 @@ class ModelApi:
         now = time.monotonic()
         state = self._sched.state(job, now)
         if state not in (SUCCEEDED, FAILED, CANCELLED):
+            self.early_results[state] += 1
             if self._pending_400005:
                 return error_response(400, 400005, "result not ready")
             return json_response(200, {"request_id": job.request_id, "status": state})

@@ -13,13 +13,16 @@ the chance that it is *still* running fallen to ``ratio`` of that?".
 
 from __future__ import annotations
 
+import array
+import bisect
 import collections
 import math
 import random
+import statistics
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["DrainRate", "DurationModel", "QueueTracker"]
+__all__ = ["DrainRate", "DurationModel", "QueueTracker", "ServerClock"]
 
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -214,13 +217,45 @@ class DrainRate:
 
 
 @dataclass
+class ServerClock:
+    """The server's wall clock on our monotonic clock, from when jobs were created.
+
+    A job's ``created_at`` (server) was stamped while its submit was in flight, about the
+    midpoint of sending and the answer on our clock; the median of recent differences is the
+    offset. Before any sample, the local wall clock stands in.
+    """
+
+    samples: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=33)
+    )
+    offset: float = field(default_factory=lambda: time.time() - time.monotonic())
+    _fresh: int = 0
+
+    def sample(self, server_time: float, local: float) -> None:
+        """Record that the server stamped ``server_time`` (epoch) at ``local`` (monotonic)."""
+        self.samples.append(server_time - local)
+        self._fresh += 1
+        if self._fresh >= 8 or len(self.samples) < 8:
+            self._fresh = 0
+            self.offset = statistics.median(self.samples)
+
+    def local(self, server_time: float) -> float:
+        """A server timestamp (epoch seconds) on our monotonic clock."""
+        return server_time - self.offset
+
+
+@dataclass
 class QueueTracker:
-    """Where one model's server queue stands, from the ``queue_position`` answers we got.
+    """Where one model's server queue stands, from ``queue_position`` answers and finishes.
 
     The server serves its queue in order, and a client's jobs of one model queue in the order
-    they were submitted. So one observation, "job number ``seq`` was at position ``p`` at
-    time ``t``", places every later job too: job ``seq + k`` is at about ``p + k``. Two
-    observations some time apart tell how fast the queue moves, other users' jobs included.
+    they were submitted. One observation, "job number ``seq`` was at position ``p`` at time
+    ``t``", says that ``seq - p - 1`` of our jobs had started by ``t``; less the slots our
+    finishes had freed by then, that leaves how many started at their submit. Every later
+    job started at one of our finishes, in order: the job ``k`` places after those starts
+    when the ``k``-th of our jobs finishes. So once that many have finished the start is
+    known, not guessed. Until then (or when other users' jobs free slots we never see) it is
+    extrapolated from how fast the queue moved between two observations.
     """
 
     memory: float = 30.0
@@ -228,6 +263,8 @@ class QueueTracker:
     observations: collections.deque[tuple[float, int, int]] = field(
         default_factory=lambda: collections.deque(maxlen=64)
     )
+    ends: array.array[float] = field(default_factory=lambda: array.array("d"))
+    """Finish times of our jobs of this model (monotonic), sorted."""
 
     @property
     def seen_at(self) -> float:
@@ -237,6 +274,21 @@ class QueueTracker:
     def observe(self, now: float, position: int, seq: int) -> None:
         """Record that our job number ``seq`` was at ``position`` at ``now``."""
         self.observations.append((now, position, seq))
+
+    def ended(self, at: float) -> None:
+        """One of our jobs of this model finished at ``at`` (monotonic): a slot freed."""
+        bisect.insort(self.ends, at)
+
+    def direct(self) -> int | None:
+        """How many of our first jobs started at their submit, or ``None`` before a look.
+
+        Too high while some finishes before the last look are not seen yet; it settles as
+        they come in.
+        """
+        if not self.observations:
+            return None
+        t, position, seq = self.observations[-1]
+        return seq - position - 1 - bisect.bisect_right(self.ends, t)
 
     def queueing(self, now: float) -> bool:
         """Whether jobs of this model were seen queued recently."""
@@ -256,10 +308,35 @@ class QueueTracker:
             return served / (t1 - t0) if served > 0 else None
         return None
 
-    def predict_start(self, seq: int, rate: float | None) -> float | None:
-        """When job number ``seq`` should start, or ``None`` without an observation or rate.
+    def predict_start(self, seq: int, rate: float | None) -> tuple[float, bool] | None:
+        """When job number ``seq`` starts, and whether that is known rather than guessed.
 
-        The measured queue speed is preferred; ``rate`` (how fast jobs finish) is the fallback.
+        ``-inf`` (known) for a job that started at its submit. Known: enough of our jobs
+        finished to free its turn. Guessed: the frees still missing, at the measured queue
+        speed (``rate``, how fast jobs finish, is the fallback), after the last one seen.
+        ``None`` without an observation or, for a guess, a speed.
+        """
+        direct = self.direct()
+        if direct is None:
+            return None
+        turn = seq - direct  # it starts when the turn-th of our jobs finishes
+        ends = self.ends
+        if turn <= 0:
+            return -math.inf, True
+        if turn <= len(ends):
+            return ends[turn - 1], True
+        speed = self.speed() or rate
+        if not speed:
+            return None
+        last = max(ends[-1], self.seen_at) if ends else self.seen_at
+        return last + (turn - len(ends)) / speed, False
+
+    def guess_start(self, seq: int, rate: float | None) -> float | None:
+        """When job number ``seq`` starts at the queue's measured speed alone.
+
+        Unlike :meth:`predict_start` this counts the slots other users' jobs free too, so
+        when it says a job started while our own finishes say it has not, another look at
+        the queue settles which is right.
         """
         if not self.observations:
             return None

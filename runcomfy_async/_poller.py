@@ -36,7 +36,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ._estimate import DrainRate, DurationModel, QueueTracker
+from ._estimate import DrainRate, DurationModel, QueueTracker, ServerClock
 from ._exceptions import (
     APIError,
     APIStatusError,
@@ -102,6 +102,7 @@ class _Entry:
     """The poller's private state for one job."""
 
     __slots__ = (
+        "attached",
         "due",
         "elapsed",
         "errors",
@@ -125,6 +126,7 @@ class _Entry:
         self.errors = 0
         self.queued = False
         self.probing = False
+        self.attached = False  # re-attached: submitted_at is when we attached, not submitted
 
 
 class _ModelStats:
@@ -134,13 +136,15 @@ class _ModelStats:
         "in_queue",
         "learned",
         "live",
+        "model_id",
         "probing",
         "queue",
         "seq",
         "waiting",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, model_id: str | None) -> None:
+        self.model_id = model_id
         self.in_queue: collections.deque[_Entry] = collections.deque()
         self.live = 0
         self.seq = 0
@@ -176,6 +180,7 @@ class Poller:
         self._models: dict[str | None, _ModelStats] = {}
         self._entries: dict[str, _Entry] = {}
         self._rng = random.Random()
+        self._clock = ServerClock()
         self.checks = 0
 
     @property
@@ -200,6 +205,7 @@ class Poller:
         stats.seq += 1
         stats.live += 1
         entry = _Entry(job, stats.seq)
+        entry.attached = check_now
         self._entries[job.request_id] = entry
         if check_now:
             self._schedule(entry, time.monotonic())
@@ -229,7 +235,7 @@ class Poller:
     def _stats(self, model_id: str | None) -> _ModelStats:
         stats = self._models.get(model_id)
         if stats is None:
-            stats = self._models[model_id] = _ModelStats()
+            stats = self._models[model_id] = _ModelStats(model_id)
         return stats
 
     def _schedule(self, entry: _Entry, due: float) -> None:
@@ -300,39 +306,53 @@ class Poller:
                 entry = waiting.popleft()
                 if not entry.live or entry.job.done():
                     continue
-                start = stats.queue.predict_start(entry.seq, rate)
-                if start is not None:
+                predicted = stats.queue.predict_start(entry.seq, rate)
+                if predicted is not None and predicted[0] > entry.ref:
                     entry.waited = True  # it queued: its clock starts when its turn came
-                    if start + first > horizon:
+                    if predicted[0] + first > horizon:
                         stats.in_queue.append(entry)  # still queued: wait for its turn
                         continue
-                    entry.ref = max(entry.ref, start)
+                    entry.ref = predicted[0]
                 self._schedule(entry, now + self._jittered(entry.ref + first - now))
             if waiting:
                 upcoming = _earliest(upcoming, waiting[0].ref + first - RELEASE_TICK)
             # Jobs believed queued, in submit order: each one's start is predicted afresh
-            # (latest queue_position, latest drain rate) when its turn comes near.
+            # (latest queue_position, our finishes since, the queue's speed) as it nears.
             in_queue = stats.in_queue
+            queue = stats.queue
             while in_queue:
                 entry = in_queue[0]
                 if not entry.live or entry.job.done():
                     in_queue.popleft()
                     continue
-                start = stats.queue.predict_start(entry.seq, stats.drain.rate())
-                if start is not None and start + first > horizon:
-                    upcoming = _earliest(upcoming, start + first - RELEASE_TICK)
+                rate = stats.drain.rate()
+                predicted = queue.predict_start(entry.seq, rate)
+                start, known = predicted if predicted is not None else (now, False)
+                look = max(queue.seen_at, queue.asked_at)
+                stale = now - look > max(1.0, first)
+                if predicted is None and not stale:
+                    # No position yet (a look may be on its way): its answer times the
+                    # line; if it never comes, look again once this one is stale.
+                    upcoming = _earliest(upcoming, look + max(1.0, first))
                     break
-                if now - max(stats.queue.seen_at, stats.queue.asked_at) > max(1.0, first):
-                    # The queue was last seen a while ago: ask where the last job in line
-                    # stands; one answer re-times every job of ours in the queue.
-                    stats.queue.asked_at = now
-                    last = in_queue.pop()
-                    last.queued = True
-                    self._schedule(last, now)
+                if start + first > horizon:
+                    guess = queue.guess_start(entry.seq, rate) if known and stale else None
+                    if guess is None or guess + first > horizon:
+                        upcoming = _earliest(upcoming, start + first - RELEASE_TICK)
+                        break
+                    # Our finishes say it has not started, the queue's speed says it has:
+                    # other users' jobs may be freeing slots too. Look (below).
+                elif known or not stale:
+                    in_queue.popleft()
+                    entry.ref = max(entry.ref, start)
+                    self._schedule(entry, now + self._jittered(entry.ref + first - now))
                     continue
-                in_queue.popleft()
-                entry.ref = max(entry.ref, start if start is not None else now)
-                self._schedule(entry, now + self._jittered(entry.ref + first - now))
+                # The queue was last seen a while ago: ask where the last job in line
+                # stands; one answer re-times every job of ours in the queue.
+                queue.asked_at = now
+                last = in_queue.pop()
+                last.queued = True
+                self._schedule(last, now)
         return upcoming
 
     async def _scheduler(self) -> None:
@@ -458,85 +478,141 @@ class Poller:
             entry.job._notify("queued", None)
             entry.waited = True
             stats = self._stats(entry.job.model_id)
-            if stats.queue.queueing(now) and stats.learned and not entry.probing:
-                # Its predicted start was too early.
-                if now - max(stats.queue.seen_at, stats.queue.asked_at) < QUEUE_FRESH:
-                    # The queue was just looked at (often for a whole wave of jobs predicted
-                    # too early): wait in line for a new prediction, no /status of its own.
-                    # (Only once learned: before that nothing releases the line.)
-                    bisect.insort(stats.in_queue, entry, key=_by_seq)
-                    self._wake.set()
-                    return
-                stats.queue.asked_at = now
+            if (
+                stats.learned
+                and not entry.probing
+                and now - max(stats.queue.seen_at, stats.queue.asked_at) < QUEUE_FRESH
+            ):
+                # The queue was just looked at, or a look is on its way (often for a whole
+                # wave of jobs found queued at once): wait in line for the answer's
+                # prediction, no /status of its own. (Only once learned: before that
+                # nothing releases the line.)
+                bisect.insort(stats.in_queue, entry, key=_by_seq)
+                self._wake.set()
+                return
+            stats.queue.asked_at = now
             # Ask /status where it stands, at once: that one answer places the whole queue.
             entry.queued = True
             self._schedule(entry, now)
             if not stats.queue.queueing(now):
-                self._hold_behind(entry, stats)
+                self._hold_behind(stats, entry.seq)
             return
         entry.job._notify("running", None)
-        entry.elapsed = max(entry.elapsed, now - entry.ref)
         stats = self._stats(entry.job.model_id)
+        self._recheck_direct(entry, stats)
+        if entry.waited:
+            # It queued: its start may be known better by now (our finishes since).
+            started = stats.queue.predict_start(entry.seq, None)
+            if started is not None and started[1] and entry.ref < started[0] < now:
+                entry.ref, entry.elapsed = started[0], 0.0
+        entry.elapsed = max(entry.elapsed, now - entry.ref)
         if not entry.waited:
             stats.durations.still_running(entry.job.request_id, entry.elapsed)
+        if entry.probing and stats.waiting:
+            self._look_behind(stats, now)
         self._plan(entry, stats)
 
-    def _hold_behind(self, entry: _Entry, stats: _ModelStats) -> None:
-        """A queue was just discovered: our later jobs of the model are queued too (FIFO).
+    def _look_behind(self, stats: _ModelStats, now: float) -> None:
+        """While probes learn, ask once where our newest job stands: /status, one request.
+
+        If the server queues our jobs, the newest is queued, and its position says how many
+        of ours started at their submit, before any of them is checked at the wrong time.
+        """
+        queue = stats.queue
+        if queue.queueing(now) or now - queue.asked_at < queue.memory:
+            return
+        queue.asked_at = now
+        newest = stats.waiting.pop()
+        newest.queued = True
+        self._schedule(newest, now)
+
+    def _hold_behind(self, stats: _ModelStats, boundary: int) -> None:
+        """A queue was just discovered: our jobs of the model after ``boundary`` queued (FIFO).
 
         Their first checks, already scheduled by the duration estimate alone, would each find
         them queued; they wait in line instead, to be timed by the coming queue_position.
+        Those already found running started late, after their submit: they no longer count
+        toward the duration estimate, which their queue wait would stretch.
         """
-        behind = [
-            other
-            for other in self._entries.values()
-            if other.job.model_id == entry.job.model_id
-            and other.seq > entry.seq
-            and other.elapsed == 0
-            and not other.waited
-            and not other.probing
-            and other.due > 0  # scheduled, not in a worker's hands nor still waiting
-        ]
-        if not behind:
+        behind = []
+        for other in self._entries.values():
+            if other.seq <= boundary or other.waited or other.probing:
+                continue
+            if other.job.model_id != stats.model_id:
+                continue
+            if other.elapsed > 0:
+                other.waited = True
+                stats.durations.forget(other.job.request_id)
+                started = stats.queue.predict_start(other.seq, None)
+                if started is not None and started[1] and started[0] > other.ref:
+                    other.ref = started[0]  # its checks are timed from its real start
+            elif other.due > 0:  # scheduled, not in a worker's hands nor still waiting
+                other.waited = True
+                other.due = -2.0  # its heap item is now stale
+                behind.append(other)
+        if behind:
+            merged = sorted([*stats.in_queue, *behind], key=_by_seq)
+            stats.in_queue = collections.deque(merged)
+
+    @staticmethod
+    def _recheck_direct(entry: _Entry, stats: _ModelStats) -> None:
+        """A job taken to have started at its submit may have queued after all.
+
+        How many jobs started at their submit is known better as the finishes from before
+        the first look at the queue come in; a job past that count waited, and its wait
+        must not stretch the duration estimate.
+        """
+        if entry.waited or not stats.queue.observations:
             return
-        for other in behind:
-            other.waited = True
-            other.due = -2.0  # its heap item is now stale
-        merged = sorted([*stats.in_queue, *behind], key=_by_seq)
-        stats.in_queue = collections.deque(merged)
-        stats.queue.asked_at = time.monotonic()  # the /status above is the fresh look
+        direct = stats.queue.direct()
+        if direct is not None and entry.seq > direct:
+            entry.waited = True
+            stats.durations.forget(entry.job.request_id)
 
     def _plan_queued(self, entry: _Entry, position: int | None, now: float) -> None:
         """A job is queued: predict its start, and look for its result after that."""
         stats = self._stats(entry.job.model_id)
         entry.waited = True
         if position is not None:
+            first_look = not stats.queue.queueing(now)
             stats.queue.observe(now, position, entry.seq)
+            direct = stats.queue.direct()
+            if first_look and direct is not None:
+                # Every job of ours after those that started at their submit has queued.
+                self._hold_behind(stats, direct)
             self._wake.set()  # the jobs waiting their turn get new predictions
-        start = stats.queue.predict_start(entry.seq, stats.drain.rate())
-        if start is None or position is None:
+        if position is None or stats.queue.predict_start(entry.seq, stats.drain.rate()) is None:
             median = stats.durations.median()
             gap = median if median is not None else self.settings.first_check * 4
             self._schedule(entry, now + self._jittered(gap))  # ask /status again then
             return
-        entry.queued = False  # next: /result, where it should be done if it started on time
-        entry.ref, entry.elapsed = max(start, now), 0.0
-        self._plan(entry, stats)
+        # Next: /result, once its turn is known to have come (or should have): it waits in
+        # line with the others, timed by our finishes as they come in (see _release).
+        entry.queued = False
+        entry.elapsed = 0.0
+        bisect.insort(stats.in_queue, entry, key=_by_seq)
 
     # ----- outcomes -----------------------------------------------------------------------
 
     def _finish(self, entry: _Entry, result: Result) -> None:
         stats = self._stats(entry.job.model_id)
+        self._recheck_direct(entry, stats)
         rid = entry.job.request_id
         created, finished = result.created_at, result.finished_at
         if created is not None and finished is not None:
             if not entry.waited:  # a job that queued ran for less than created -> finished
                 stats.durations.add((finished - created).total_seconds(), rid)
+            if not entry.attached:
+                self._clock.sample(created.timestamp(), entry.job.submitted_at)
             stats.drain.add(finished.timestamp())
+            stats.queue.ended(self._clock.local(finished.timestamp()))
         else:
             if not entry.waited:
                 stats.durations.add(time.monotonic() - entry.ref, rid)
             stats.drain.add(time.time())
+            stats.queue.ended(time.monotonic())  # no later than this: never too early
+        if stats.in_queue:
+            self._wake.set()  # a slot freed: the next in line has started
         self._forget(entry)
         self._maybe_learned(stats)
 

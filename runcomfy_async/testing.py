@@ -229,6 +229,11 @@ class FakeRunComfy:
         """How many jobs were created."""
         return self._api.jobs_created
 
+    @property
+    def early_results(self) -> Counter[str]:
+        """``/result`` answers given before the job ended, by state (``in_queue``, ...)."""
+        return self._api.early_results
+
     # ----------------------------------------------------------------------------- lifecycle
 
     @property
@@ -336,6 +341,7 @@ class FakeRunComfy:
             "requests": dict(self.requests),
             "responses": {str(k): v for k, v in self.responses.items()},
             "jobs_created": self.jobs_created,
+            "early_results": dict(self.early_results),
             "rate_limited": self.rate_limited,
             "job_states": dict(self.job_states()),
             "output_requests": self.output_requests,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import anyio
 import pytest
@@ -214,6 +215,20 @@ async def test_server_queue_is_followed_cheaply() -> None:
     assert per_job < 6  # a fixed loop at this scale makes dozens
 
 
+async def test_queued_jobs_are_checked_after_they_start() -> None:
+    """Our own finishes time the queue: hardly any /result finds a job still queued."""
+    async with FakeRunComfy(
+        token=TOKEN, duration_mean=0.3, duration_sigma=0.3, concurrency=40, seed=3
+    ) as fake:
+        async with AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY) as client:
+            jobs = [await client.submit(T2I, {"prompt": f"p{i}"}) for i in range(200)]
+            await asyncio.gather(*jobs)
+    assert fake.jobs_created == 200
+    assert fake.early_results["in_queue"] <= 10  # of 160 jobs that queued
+    assert fake.requests["status"] <= 10  # a few looks at the queue, not one per job
+    assert sum(fake.requests.values()) <= 200 * 3.6
+
+
 def test_duration_model_handles_censoring() -> None:
     """Half the jobs still running at the median: the fit still finds the median."""
     import math
@@ -232,11 +247,22 @@ def test_duration_model_handles_censoring() -> None:
     assert median is not None and 9.3 < median < 10.7
 
 
-def test_queue_tracker_predicts_from_one_position() -> None:
-    """One queue_position places later jobs; two observations give the queue's speed."""
+def test_queue_tracker_times_starts_from_our_finishes() -> None:
+    """One queue_position says how many started at submit; each later one starts at a finish."""
     tracker = QueueTracker()
     assert tracker.predict_start(5, 1.0) is None
-    tracker.observe(100.0, position=10, seq=1)
-    assert tracker.predict_start(3, 2.0) == pytest.approx(100.0 + (10 + 1 + 2) / 2.0)
-    tracker.observe(105.0, position=0, seq=1)  # ten places in five seconds
-    assert tracker.speed() == pytest.approx(2.0)
+    # Four slots: jobs 1-4 started at their submit; job 14 is at position 9 at t=100.
+    tracker.observe(100.0, position=9, seq=14)
+    assert tracker.direct() == 4
+    assert tracker.predict_start(3, 2.0) == (-math.inf, True)  # never queued
+    assert tracker.predict_start(6, 2.0) == (101.0, False)  # two frees away at 2/s: a guess
+    tracker.ended(100.5)  # the first of ours to finish frees job 5's slot
+    assert tracker.predict_start(5, 2.0) == (100.5, True)
+    assert tracker.predict_start(6, 2.0) == (101.0, False)
+    tracker.ended(99.0)  # a finish from before the look, seen late: job 4 had queued too
+    assert tracker.direct() == 3
+    assert tracker.predict_start(4, 2.0) == (99.0, True)
+    assert tracker.predict_start(5, 2.0) == (100.5, True)
+    tracker.observe(105.0, position=0, seq=14)  # nine places in five seconds
+    assert tracker.speed() == pytest.approx(1.8)
+    assert tracker.guess_start(15, None) == pytest.approx(105.0 + 2 / 1.8)
