@@ -225,9 +225,7 @@ class ServerClock:
     offset. Before any sample, the local wall clock stands in.
     """
 
-    samples: collections.deque[float] = field(
-        default_factory=lambda: collections.deque(maxlen=33)
-    )
+    samples: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=33))
     offset: float = field(default_factory=lambda: time.time() - time.monotonic())
     _fresh: int = 0
 
