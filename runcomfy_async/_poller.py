@@ -14,9 +14,13 @@ What to check and when:
 * Until a model has a finished job to learn from, only a few of its jobs (the oldest)
   probe with a geometric backoff; the others wait for the first estimate instead of
   spending requests on guesses.
-* A job seen queued is checked with ``GET /status`` for its ``queue_position``; with the
-  observed rate at which that model's jobs finish, the next check goes where it should
-  have started and run.
+* Behind a server queue, one ``GET /status`` of a queued job gives its ``queue_position``,
+  which says how many of our jobs started at their submit. Every later job starts, in
+  order, when one of ours finishes, so its start is read off our own finishes as they come
+  in and its checks are timed from there, like a job that never queued. While the probes
+  learn, one ``/status`` of the newest job finds such a queue before any job is checked
+  at the wrong time. Where our finishes cannot tell (other users' jobs free slots too),
+  the queue's measured speed and a fresh look at it fill in.
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ class PollSettings:
     min_interval: float = 0.05
     max_interval: float = 30.0
     first_check: float = 0.25
-    probes: int = 48
+    probes: int = 24
     learn_after: int = 8
     jitter: float = 0.05
     workers: int = 16
