@@ -278,15 +278,18 @@ class QueueTracker:
         bisect.insort(self.ends, at)
 
     def direct(self) -> int | None:
-        """How many of our first jobs started at their submit, or ``None`` before a look.
+        """How many of our first jobs started at their submit; ``None`` if that is unknown.
 
         Too high while some finishes before the last look are not seen yet; it settles as
-        they come in.
+        they come in. Unknown before a look, and when the count comes out negative: other
+        users' jobs share the queue (ahead of ours, or freeing its slots), so our finishes
+        alone do not time our starts.
         """
         if not self.observations:
             return None
         t, position, seq = self.observations[-1]
-        return seq - position - 1 - bisect.bisect_right(self.ends, t)
+        direct = seq - position - 1 - bisect.bisect_right(self.ends, t)
+        return direct if direct >= 0 else None
 
     def queueing(self, now: float) -> bool:
         """Whether jobs of this model were seen queued recently."""
@@ -316,7 +319,8 @@ class QueueTracker:
         """
         direct = self.direct()
         if direct is None:
-            return None
+            guess = self.guess_start(seq, rate)
+            return None if guess is None else (guess, False)
         turn = seq - direct  # it starts when the turn-th of our jobs finishes
         ends = self.ends
         if turn <= 0:

@@ -285,10 +285,14 @@ class Poller:
 
     def _maybe_learned(self, stats: _ModelStats) -> None:
         """Once enough probes finished, the waiting jobs can be released (see _release)."""
-        if stats.learned or stats.durations.count == 0:
+        if stats.learned:
             return
-        if stats.durations.count < self.settings.learn_after and stats.probing > 0:
+        if stats.probing > 0 and stats.durations.count < self.settings.learn_after:
             return
+        if stats.durations.count == 0 and (stats.probing > 0 or not stats.waiting):
+            return
+        # Every probe is done, maybe without a duration to learn from (all of them queued
+        # behind other users' jobs): the waiting jobs go out on the prior rather than never.
         stats.learned = True
         self._wake.set()
 
@@ -340,12 +344,12 @@ class Poller:
                     upcoming = _earliest(upcoming, look + max(1.0, first))
                     break
                 if start + first > horizon:
-                    guess = queue.guess_start(entry.seq, rate) if known and stale else None
-                    if guess is None or guess + first > horizon:
-                        upcoming = _earliest(upcoming, start + first - RELEASE_TICK)
+                    if not stale:
+                        # Not its turn yet. Look again when this look goes stale: the
+                        # queue's speed, and other users' jobs in it, show only that way.
+                        wake = min(start + first, look + max(1.0, first))
+                        upcoming = _earliest(upcoming, wake - RELEASE_TICK)
                         break
-                    # Our finishes say it has not started, the queue's speed says it has:
-                    # other users' jobs may be freeing slots too. Look (below).
                 elif known or not stale:
                     in_queue.popleft()
                     entry.ref = max(entry.ref, start)

@@ -229,6 +229,30 @@ async def test_queued_jobs_are_checked_after_they_start() -> None:
     assert sum(fake.requests.values()) <= 200 * 3.6
 
 
+async def test_queue_shared_with_another_users_jobs() -> None:
+    """Another client's jobs in the same queue: our finishes no longer time our starts.
+
+    The queue's measured speed and fresh looks at it take over; nothing stalls waiting for
+    finishes of ours that will never free those slots.
+    """
+    async with FakeRunComfy(
+        token=TOKEN, duration_mean=0.2, duration_sigma=0.3, concurrency=20, seed=5
+    ) as fake:
+        async with (
+            AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY) as ours,
+            AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY) as theirs,
+        ):
+            jobs = []
+            for i in range(120):  # interleaved, as two users submitting at once
+                jobs.append(await ours.submit(T2I, {"prompt": f"ours {i}"}))
+                jobs.append(await theirs.submit(T2I, {"prompt": f"theirs {i}"}))
+            with anyio.fail_after(60):  # a stall, not a timing: the server needs ~2.4 s
+                results = await asyncio.gather(*jobs)
+    assert len(results) == 240 and fake.job_states()["succeeded"] == 240
+    for client in (ours, theirs):
+        assert sum(client.requests.values()) / 120 < 4  # usually ~2.1
+
+
 def test_duration_model_handles_censoring() -> None:
     """Half the jobs still running at the median: the fit still finds the median."""
     import math
