@@ -174,8 +174,12 @@ class ApiTransport:
                 method=method,
                 url=url,
             )
-        # No resp.read() shortcut even with a small Content-Length: that counts compressed
-        # bytes, and a gzip answer could inflate far past the cap. Count what we decode.
+        if length is not None and "Content-Encoding" not in resp.headers:
+            # Not compressed: the length is the body's, already checked against the cap, and
+            # one read is cheaper than the chunk loop (about 10 us a request here).
+            return await resp.read()
+        # Compressed, or no length: count what we decode, since a gzip answer could inflate
+        # far past the cap and a chunked one may never say how long it is.
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(65536):
