@@ -263,6 +263,8 @@ class QueueTracker:
     )
     ends: array.array[float] = field(default_factory=lambda: array.array("d"))
     """Finish times of our jobs of this model (monotonic), sorted."""
+    lags: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=64))
+    """How long after they ended our latest finishes were seen (seconds)."""
 
     @property
     def seen_at(self) -> float:
@@ -273,9 +275,25 @@ class QueueTracker:
         """Record that our job number ``seq`` was at ``position`` at ``now``."""
         self.observations.append((now, position, seq))
 
-    def ended(self, at: float) -> None:
-        """One of our jobs of this model finished at ``at`` (monotonic): a slot freed."""
+    def ended(self, at: float, seen: float | None = None) -> None:
+        """One of our jobs finished at ``at`` (monotonic), a slot freed; we saw it at ``seen``."""
         bisect.insort(self.ends, at)
+        if seen is not None:
+            self.lags.append(max(0.0, seen - at))
+
+    def unseen(self, before: float, now: float, rate: float) -> int:
+        """About how many of our jobs ended before ``before`` but are not seen yet at ``now``.
+
+        A finish is seen some lag after it happens (when its check comes round); with
+        finishes at ``rate`` a second, those before ``before`` still unseen number
+        ``rate * E[max(0, lag - (now - before))]``, over the recent lags.
+        """
+        lags = self.lags
+        if not lags:
+            return 0
+        age = now - before
+        late = sum(lag - age for lag in lags if lag > age) / len(lags)
+        return int(rate * late + 0.5)
 
     def direct(self) -> int | None:
         """How many of our first jobs started at their submit; ``None`` if that is unknown.
@@ -309,12 +327,16 @@ class QueueTracker:
             return served / (t1 - t0) if served > 0 else None
         return None
 
-    def predict_start(self, seq: int, rate: float | None) -> tuple[float, bool] | None:
+    def predict_start(
+        self, seq: int, rate: float | None, now: float | None = None
+    ) -> tuple[float, bool] | None:
         """When job number ``seq`` starts, and whether that is known rather than guessed.
 
         ``-inf`` (known) for a job that started at its submit. Known: enough of our jobs
-        finished to free its turn. Guessed: the frees still missing, at the measured queue
-        speed (``rate``, how fast jobs finish, is the fallback), after the last one seen.
+        finished to free its turn; with ``now``, the finishes not seen yet (see
+        :meth:`unseen`) are counted in, or a busy client that sees finishes late would time
+        every start late. Guessed: the frees still missing, at the measured queue speed
+        (``rate``, how fast our jobs finish, is the fallback), after the last one seen.
         ``None`` without an observation or, for a guess, a speed.
         """
         direct = self.direct()
@@ -325,9 +347,12 @@ class QueueTracker:
         ends = self.ends
         if turn <= 0:
             return -math.inf, True
-        if turn <= len(ends):
-            return ends[turn - 1], True
         speed = self.speed() or rate
+        if turn <= len(ends):
+            drain = rate or speed
+            if now is not None and drain:
+                turn = max(1, turn - self.unseen(ends[turn - 1], now, drain))
+            return ends[turn - 1], True
         if not speed:
             return None
         last = max(ends[-1], self.seen_at) if ends else self.seen_at

@@ -289,10 +289,10 @@ class Poller:
             return
         if stats.probing > 0 and stats.durations.count < self.settings.learn_after:
             return
-        if stats.durations.count == 0 and (stats.probing > 0 or not stats.waiting):
+        if stats.durations.count == 0 and not (stats.waiting or stats.in_queue):
             return
         # Every probe is done, maybe without a duration to learn from (all of them queued
-        # behind other users' jobs): the waiting jobs go out on the prior rather than never.
+        # behind other users' jobs): the jobs waiting go out on the prior rather than never.
         stats.learned = True
         self._wake.set()
 
@@ -314,7 +314,7 @@ class Poller:
                 entry = waiting.popleft()
                 if not entry.live or entry.job.done():
                     continue
-                predicted = stats.queue.predict_start(entry.seq, rate)
+                predicted = stats.queue.predict_start(entry.seq, rate, now)
                 if predicted is not None and predicted[0] > entry.ref:
                     entry.waited = True  # it queued: its clock starts when its turn came
                     if predicted[0] + first > horizon:
@@ -334,7 +334,7 @@ class Poller:
                     in_queue.popleft()
                     continue
                 rate = stats.drain.rate()
-                predicted = queue.predict_start(entry.seq, rate)
+                predicted = queue.predict_start(entry.seq, rate, now)
                 start, known = predicted if predicted is not None else (now, False)
                 look = max(queue.seen_at, queue.asked_at)
                 stale = now - look > max(1.0, first)
@@ -510,7 +510,7 @@ class Poller:
         self._recheck_direct(entry, stats)
         if entry.waited:
             # It queued: its start may be known better by now (our finishes since).
-            started = stats.queue.predict_start(entry.seq, None)
+            started = stats.queue.predict_start(entry.seq, stats.drain.rate(), now)
             if started is not None and started[1] and entry.ref < started[0] < now:
                 entry.ref, entry.elapsed = started[0], 0.0
         entry.elapsed = max(entry.elapsed, now - entry.ref)
@@ -529,10 +529,14 @@ class Poller:
         queue = stats.queue
         if queue.queueing(now) or now - queue.asked_at < queue.memory:
             return
-        queue.asked_at = now
-        newest = stats.waiting.pop()
-        newest.queued = True
-        self._schedule(newest, now)
+        waiting = stats.waiting
+        while waiting and (not waiting[-1].live or waiting[-1].job.done()):
+            waiting.pop()
+        if waiting:
+            queue.asked_at = now
+            newest = waiting.pop()
+            newest.queued = True
+            self._schedule(newest, now)
 
     def _hold_behind(self, stats: _ModelStats, boundary: int) -> None:
         """A queue was just discovered: our jobs of the model after ``boundary`` queued (FIFO).
@@ -551,7 +555,7 @@ class Poller:
             if other.elapsed > 0:
                 other.waited = True
                 stats.durations.forget(other.job.request_id)
-                started = stats.queue.predict_start(other.seq, None)
+                started = stats.queue.predict_start(other.seq, stats.drain.rate(), time.monotonic())
                 if started is not None and started[1] and started[0] > other.ref:
                     other.ref = started[0]  # its checks are timed from its real start
             elif other.due > 0:  # scheduled, not in a worker's hands nor still waiting
@@ -589,15 +593,22 @@ class Poller:
                 # Every job of ours after those that started at their submit has queued.
                 self._hold_behind(stats, direct)
             self._wake.set()  # the jobs waiting their turn get new predictions
-        if position is None or stats.queue.predict_start(entry.seq, stats.drain.rate()) is None:
+        predicted = stats.queue.predict_start(entry.seq, stats.drain.rate())
+        if position is None or predicted is None:
             median = stats.durations.median()
             gap = median if median is not None else self.settings.first_check * 4
             self._schedule(entry, now + self._jittered(gap))  # ask /status again then
             return
-        # Next: /result, once its turn is known to have come (or should have): it waits in
-        # line with the others, timed by our finishes as they come in (see _release).
         entry.queued = False
         entry.elapsed = 0.0
+        if not stats.learned:
+            # A probe (or the newest job) queued: nothing releases the line before the
+            # first estimate, so it is scheduled from the prediction alone.
+            entry.ref = max(predicted[0], now)
+            self._plan(entry, stats)
+            return
+        # Next: /result, once its turn is known to have come (or should have): it waits in
+        # line with the others, timed by our finishes as they come in (see _release).
         bisect.insort(stats.in_queue, entry, key=_by_seq)
 
     # ----- outcomes -----------------------------------------------------------------------
@@ -613,7 +624,7 @@ class Poller:
             if not entry.attached:
                 self._clock.sample(created.timestamp(), entry.job.submitted_at)
             stats.drain.add(finished.timestamp())
-            stats.queue.ended(self._clock.local(finished.timestamp()))
+            stats.queue.ended(self._clock.local(finished.timestamp()), time.monotonic())
         else:
             if not entry.waited:
                 stats.durations.add(time.monotonic() - entry.ref, rid)

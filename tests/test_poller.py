@@ -290,3 +290,16 @@ def test_queue_tracker_times_starts_from_our_finishes() -> None:
     tracker.observe(105.0, position=0, seq=14)  # nine places in five seconds
     assert tracker.speed() == pytest.approx(1.8)
     assert tracker.guess_start(15, None) == pytest.approx(105.0 + 2 / 1.8)
+
+
+def test_queue_tracker_counts_finishes_not_seen_yet() -> None:
+    """A busy client sees finishes late: the ones still unseen are counted in, not ignored."""
+    tracker = QueueTracker()
+    tracker.observe(0.0, position=99, seq=100)  # nothing started at submit: all queued
+    for i in range(10):
+        tracker.ended(1.0 + i / 10, seen=1.5 + i / 10)  # each seen 0.5 s after it ended
+    assert tracker.unseen(before=1.5, now=2.4, rate=10.0) == 0  # older than any lag
+    # At 2.0, finishes from 1.7 on are not seen yet: about 10/s x (0.5 - 0.3) = 2 of them.
+    assert tracker.unseen(before=1.7, now=2.0, rate=10.0) == 2
+    assert tracker.predict_start(8, 10.0) == (1.7, True)  # the 8th finish seen
+    assert tracker.predict_start(8, 10.0, now=2.0) == (1.5, True)  # 2 more surely came
