@@ -318,7 +318,8 @@ class Poller:
                 if predicted is not None and predicted[0] > entry.ref:
                     entry.waited = True  # it queued: its clock starts when its turn came
                     if predicted[0] + first > horizon:
-                        stats.in_queue.append(entry)  # still queued: wait for its turn
+                        # Still queued: wait for its turn, in submit order.
+                        bisect.insort(stats.in_queue, entry, key=_by_seq)
                         continue
                     entry.ref = predicted[0]
                 self._schedule(entry, now + self._jittered(entry.ref + first - now))
@@ -347,8 +348,8 @@ class Poller:
                     if not stale:
                         # Not its turn yet. Look again when this look goes stale: the
                         # queue's speed, and other users' jobs in it, show only that way.
-                        wake = min(start + first, look + max(1.0, first))
-                        upcoming = _earliest(upcoming, wake - RELEASE_TICK)
+                        wake = min(start + first - RELEASE_TICK, look + max(1.0, first))
+                        upcoming = _earliest(upcoming, wake)
                         break
                 elif known or not stale:
                     in_queue.popleft()
@@ -357,6 +358,8 @@ class Poller:
                     continue
                 # The queue was last seen a while ago: ask where the last job in line
                 # stands; one answer re-times every job of ours in the queue.
+                while not in_queue[-1].live or in_queue[-1].job.done():
+                    in_queue.pop()  # (the head is live, so this stops)
                 queue.asked_at = now
                 last = in_queue.pop()
                 last.queued = True
@@ -472,13 +475,20 @@ class Poller:
             entry.queued = False  # the outcome is read from /result, at once
             self._schedule(entry, now)
         else:
-            # It started since we last saw it queued; the predicted start is the best guess.
+            # It started since we last saw it queued: at the start our finishes say, if
+            # they tell, else no earlier than now (a late guess costs delay, an early one
+            # a run of checks that find it still running).
+            stats = self._stats(entry.job.model_id)
+            start = now
             if entry.waited:
-                self._stats(entry.job.model_id).queue.observe(now, -1, entry.seq)
+                started = stats.queue.predict_start(entry.seq, stats.drain.rate(), now)
+                if started is not None and started[1] and entry.ref <= started[0] <= now:
+                    start = started[0]
+                stats.queue.observe(now, -1, entry.seq)
             entry.queued = False
             entry.job._notify("running", None)
-            entry.ref, entry.elapsed = min(entry.ref, now), 0.0
-            self._plan(entry, self._stats(entry.job.model_id))
+            entry.ref, entry.elapsed = (start if entry.waited else min(entry.ref, now)), 0.0
+            self._plan(entry, stats)
 
     def _on_pending(self, entry: _Entry, phase: str) -> None:
         now = time.monotonic()
@@ -566,18 +576,18 @@ class Poller:
             merged = sorted([*stats.in_queue, *behind], key=_by_seq)
             stats.in_queue = collections.deque(merged)
 
-    @staticmethod
-    def _recheck_direct(entry: _Entry, stats: _ModelStats) -> None:
+    def _recheck_direct(self, entry: _Entry, stats: _ModelStats) -> None:
         """A job taken to have started at its submit may have queued after all.
 
         How many jobs started at their submit is known better as the finishes from before
-        the first look at the queue come in; a job past that count waited, and its wait
-        must not stretch the duration estimate.
+        the first look at the queue come in; a job whose start our finishes now place after
+        its submit waited, and its wait must not stretch the duration estimate.
         """
-        if entry.waited or not stats.queue.observations:
+        now = time.monotonic()
+        if entry.waited or not stats.queue.queueing(now):
             return
-        direct = stats.queue.direct()
-        if direct is not None and entry.seq > direct:
+        started = stats.queue.predict_start(entry.seq, stats.drain.rate(), now)
+        if started is not None and started[1] and started[0] > entry.ref:
             entry.waited = True
             stats.durations.forget(entry.job.request_id)
 
@@ -603,9 +613,9 @@ class Poller:
         entry.elapsed = 0.0
         if not stats.learned:
             # A probe (or the newest job) queued: nothing releases the line before the
-            # first estimate, so it is scheduled from the prediction alone.
+            # first estimate, so it is checked from the predicted start alone, once.
             entry.ref = max(predicted[0], now)
-            self._plan(entry, stats)
+            self._schedule(entry, entry.ref + self._jittered(self.settings.first_check))
             return
         # Next: /result, once its turn is known to have come (or should have): it waits in
         # line with the others, timed by our finishes as they come in (see _release).

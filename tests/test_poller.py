@@ -303,3 +303,33 @@ def test_queue_tracker_counts_finishes_not_seen_yet() -> None:
     assert tracker.unseen(before=1.7, now=2.0, rate=10.0) == 2
     assert tracker.predict_start(8, 10.0) == (1.7, True)  # the 8th finish seen
     assert tracker.predict_start(8, 10.0, now=2.0) == (1.5, True)  # 2 more surely came
+
+
+async def test_durations_still_learned_after_a_queue_drains() -> None:
+    """Once a queue is gone, jobs that start at their submit teach durations again."""
+    async with FakeRunComfy(
+        token=TOKEN, duration_mean=0.2, duration_sigma=0.2, concurrency=4, seed=1
+    ) as fake:
+        async with AsyncClient(
+            TOKEN, fake.base_url, retry=FAST_RETRY, poll=PollSettings(first_check=0.05)
+        ) as client:
+            await asyncio.gather(
+                *[await client.submit(T2I, {"prompt": f"p{i}"}) for i in range(40)]
+            )
+            model = client._poller._stats(T2I).durations  # white box: what was learned
+            after_queue = model.count
+            for k in range(10):  # two at a time, under the 4 slots: none of them queues
+                pair = [await client.submit(T2I, {"prompt": f"q{k}{i}"}) for i in range(2)]
+                await asyncio.gather(*pair)
+    assert model.count >= after_queue + 15
+
+
+async def test_queued_probes_are_not_checked_in_a_loop() -> None:
+    """Probes stuck deep in a queue before anything is learned wait for their turn."""
+    async with FakeRunComfy(token=TOKEN, duration_mean=0.5, concurrency=2, seed=1) as fake:
+        async with AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY) as client:
+            for i in range(200):
+                await client.submit(T2I, {"prompt": f"p{i}"})
+            await asyncio.sleep(3.0)  # a window to count requests in, not a timing
+            checks = fake.requests["result"] + fake.requests["status"]
+    assert checks < 150  # it was over 600 when each queued probe looked every 0.25 s
