@@ -361,9 +361,8 @@ class QueueTracker:
     def guess_start(self, seq: int, rate: float | None) -> float | None:
         """When job number ``seq`` starts at the queue's measured speed alone.
 
-        Unlike :meth:`predict_start` this counts the slots other users' jobs free too, so
-        when it says a job started while our own finishes say it has not, another look at
-        the queue settles which is right.
+        The fallback of :meth:`predict_start` when our finishes cannot time our starts
+        (other users' jobs in the queue): the speed counts the slots their jobs free too.
         """
         if not self.observations:
             return None

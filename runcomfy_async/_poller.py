@@ -479,15 +479,14 @@ class Poller:
             # they tell, else no earlier than now (a late guess costs delay, an early one
             # a run of checks that find it still running).
             stats = self._stats(entry.job.model_id)
-            start = now
+            start = min(entry.ref, now)
             if entry.waited:
-                started = stats.queue.predict_start(entry.seq, stats.drain.rate(), now)
-                if started is not None and started[1] and entry.ref <= started[0] <= now:
-                    start = started[0]
+                known = self._known_start(stats, entry.seq, now)
+                start = known if known is not None and entry.ref <= known <= now else now
                 stats.queue.observe(now, -1, entry.seq)
             entry.queued = False
             entry.job._notify("running", None)
-            entry.ref, entry.elapsed = (start if entry.waited else min(entry.ref, now)), 0.0
+            entry.ref, entry.elapsed = start, 0.0
             self._plan(entry, stats)
 
     def _on_pending(self, entry: _Entry, phase: str) -> None:
@@ -520,9 +519,9 @@ class Poller:
         self._recheck_direct(entry, stats)
         if entry.waited:
             # It queued: its start may be known better by now (our finishes since).
-            started = stats.queue.predict_start(entry.seq, stats.drain.rate(), now)
-            if started is not None and started[1] and entry.ref < started[0] < now:
-                entry.ref, entry.elapsed = started[0], 0.0
+            known = self._known_start(stats, entry.seq, now)
+            if known is not None and entry.ref < known < now:
+                entry.ref, entry.elapsed = known, 0.0
         entry.elapsed = max(entry.elapsed, now - entry.ref)
         if not entry.waited:
             stats.durations.still_running(entry.job.request_id, entry.elapsed)
@@ -557,6 +556,7 @@ class Poller:
         toward the duration estimate, which their queue wait would stretch.
         """
         behind = []
+        now = time.monotonic()
         for other in self._entries.values():
             if other.seq <= boundary or other.waited or other.probing:
                 continue
@@ -565,9 +565,9 @@ class Poller:
             if other.elapsed > 0:
                 other.waited = True
                 stats.durations.forget(other.job.request_id)
-                started = stats.queue.predict_start(other.seq, stats.drain.rate(), time.monotonic())
-                if started is not None and started[1] and started[0] > other.ref:
-                    other.ref = started[0]  # its checks are timed from its real start
+                known = self._known_start(stats, other.seq, now)
+                if known is not None and known > other.ref:
+                    other.ref = known  # its checks are timed from its real start
             elif other.due > 0:  # scheduled, not in a worker's hands nor still waiting
                 other.waited = True
                 other.due = -2.0  # its heap item is now stale
@@ -586,10 +586,19 @@ class Poller:
         now = time.monotonic()
         if entry.waited or not stats.queue.queueing(now):
             return
-        started = stats.queue.predict_start(entry.seq, stats.drain.rate(), now)
-        if started is not None and started[1] and started[0] > entry.ref:
+        known = self._known_start(stats, entry.seq, now)
+        if known is not None and known > entry.ref:
             entry.waited = True
             stats.durations.forget(entry.job.request_id)
+
+    @staticmethod
+    def _known_start(stats: _ModelStats, seq: int, now: float) -> float | None:
+        """When our finishes say job ``seq`` started (``-inf``: at its submit), else ``None``.
+
+        ``None`` when only a guess from the queue's speed is to be had.
+        """
+        predicted = stats.queue.predict_start(seq, stats.drain.rate(), now)
+        return predicted[0] if predicted is not None and predicted[1] else None
 
     def _plan_queued(self, entry: _Entry, position: int | None, now: float) -> None:
         """A job is queued: predict its start, and look for its result after that."""
