@@ -142,7 +142,7 @@ def _workload_table(w: dict[str, Any]) -> list[str]:
     out += [head, "|" + "---|" * (head.count("|") - 1)]
     for client, r in ordered_rows(w["rows"]):
         if "error" in r:
-            out.append(f"| {client} | error: {r['error'].splitlines()[-1][:120]} |")
+            out.append(_error_row(client, r))
             continue
         cells = [
             client,
@@ -160,6 +160,11 @@ def _workload_table(w: dict[str, Any]) -> list[str]:
         cells.append(f"{r['loop_lag_p99_ms']:.1f} ms")
         out.append("| " + " | ".join(cells) + " |")
     return out
+
+
+def _error_row(client: str, r: dict[str, Any]) -> str:
+    """A table row for a cell that failed: the last line of its error."""
+    return f"| {client} | error: {r['error'].splitlines()[-1][:120]} |"
 
 
 def _scaling_table(ws: list[dict[str, Any]]) -> list[str]:
@@ -183,7 +188,7 @@ def _scaling_table(ws: list[dict[str, Any]]) -> list[str]:
     for w in ws:
         for client, r in ordered_rows(w["rows"]):
             if "error" in r:
-                out.append(f"| {client} | error: {r['error'].splitlines()[-1][:120]} |")
+                out.append(_error_row(client, r))
                 continue
             cells = [
                 client,
