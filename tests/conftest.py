@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Protocol, TypeVar
 
 import pytest
+from aiohttp import web
 
 from runcomfy_async import AsyncClient, PollSettings, RetryPolicy
+from runcomfy_async._emulator_http import listen
 from runcomfy_async.testing import FakeRunComfy
 
 TOKEN = "rc-test-token-5ecr3t-value"
@@ -14,6 +18,28 @@ TOKEN = "rc-test-token-5ecr3t-value"
 
 FAST_RETRY = RetryPolicy(backoff_base=0.01, backoff_max=0.05)
 """Retries that keep tests quick."""
+
+
+class Served(Protocol):
+    """A test server: an aiohttp app, and the origin it is served at once listening."""
+
+    base: str
+
+    def app(self) -> web.Application: ...
+
+
+ServedT = TypeVar("ServedT", bound=Served)
+
+
+@contextlib.asynccontextmanager
+async def serving(server: ServedT) -> AsyncIterator[ServedT]:
+    """Serve ``server.app()`` on a free loopback port, with ``server.base`` set to it."""
+    runner, port = await listen(server.app(), "127.0.0.1", 0)
+    server.base = f"http://127.0.0.1:{port}"
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture

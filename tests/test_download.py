@@ -19,11 +19,10 @@ from runcomfy_async._download import (
     DownloadTimeoutError,
     safe_stem,
 )
-from runcomfy_async._emulator_http import listen
 from runcomfy_async._emulator_png import PNG_SIGNATURE, output_png
 from runcomfy_async.testing import FakeRunComfy
 
-from .conftest import FAST_RETRY, TOKEN
+from .conftest import FAST_RETRY, TOKEN, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -109,13 +108,8 @@ class Origin:
 @pytest.fixture
 async def origin() -> AsyncIterator[Origin]:
     """The hostile server, listening on a free loopback port."""
-    server = Origin()
-    runner, port = await listen(server.app(), "127.0.0.1", 0)
-    server.base = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(Origin()) as server:
         yield server
-    finally:
-        await runner.cleanup()
 
 
 async def test_png_saved_under_stem_with_matching_sha256(

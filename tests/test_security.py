@@ -39,7 +39,7 @@ from runcomfy_async._download import Downloader, DownloadError
 from runcomfy_async._emulator_http import listen
 from runcomfy_async.testing import FakeRunComfy
 
-from .conftest import TOKEN
+from .conftest import TOKEN, serving
 
 pytestmark = [pytest.mark.anyio, pytest.mark.reliability]
 
@@ -119,13 +119,8 @@ class Recorder:
 @pytest.fixture
 async def recorder() -> AsyncIterator[Recorder]:
     """The recording origin, on a free loopback port."""
-    server = Recorder()
-    runner, port = await listen(server.app(), "127.0.0.1", 0)
-    server.base = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(Recorder()) as server:
         yield server
-    finally:
-        await runner.cleanup()
 
 
 # -- the token never leaks --------------------------------------------------------------------
