@@ -242,6 +242,10 @@ class ServerClock:
         return server_time - self.offset
 
 
+COMPACT_MIN = 4096
+"""Finish times a tracker keeps before it first folds the old ones (see QueueTracker.ended)."""
+
+
 @dataclass
 class QueueTracker:
     """Where one model's server queue stands, from ``queue_position`` answers and finishes.
@@ -257,14 +261,21 @@ class QueueTracker:
     """
 
     memory: float = 30.0
+    retain: float = 300.0
+    """Seconds of finish times kept; older ones are folded into a count (see :meth:`ended`)."""
     asked_at: float = -1.0
     observations: collections.deque[tuple[float, int, int]] = field(
         default_factory=lambda: collections.deque(maxlen=64)
     )
     ends: array.array[float] = field(default_factory=lambda: array.array("d"))
-    """Finish times of our jobs of this model (monotonic), sorted."""
+    """Finish times of our jobs of this model (monotonic), sorted; the oldest are dropped."""
+    dropped: int = 0
+    """How many of our finishes were folded out of ``ends`` (all before any later look)."""
+    last_dropped: float = -math.inf
+    """The latest finish time folded out of ``ends``."""
     lags: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=64))
     """How long after they ended our latest finishes were seen (seconds)."""
+    _compact_at: int = field(default=COMPACT_MIN, init=False, repr=False)
 
     @property
     def seen_at(self) -> float:
@@ -280,6 +291,39 @@ class QueueTracker:
         bisect.insort(self.ends, at)
         if seen is not None:
             self.lags.append(max(0.0, seen - at))
+        if len(self.ends) >= self._compact_at:
+            self._compact(at - self.retain)
+
+    @property
+    def finished(self) -> int:
+        """How many of our jobs of this model have finished (kept or folded)."""
+        return self.dropped + len(self.ends)
+
+    def _compact(self, before: float) -> None:
+        """Fold the finishes before ``before`` into :attr:`dropped`.
+
+        A client that runs for days must not keep 8 bytes per job it ever ran. What a fold
+        keeps exact: :meth:`direct` counts the finishes before the latest look, so only
+        finishes before that look are folded, and a look older than ``retain`` is forgotten
+        first (the queue it saw has long been re-looked at or gone). What it rounds: a job
+        whose turn came at a folded finish started over ``retain`` seconds ago; its start
+        is then given as the latest folded finish.
+        """
+        if self.observations and self.observations[-1][0] < before:
+            self.observations.clear()
+        limit = min(before, self.observations[-1][0]) if self.observations else before
+        k = bisect.bisect_right(self.ends, limit)
+        if k:
+            self.last_dropped = self.ends[k - 1]
+            del self.ends[:k]
+            self.dropped += k
+        # Doubling keeps the cost of folding O(1) a finish when little can be folded.
+        self._compact_at = max(COMPACT_MIN, 2 * len(self.ends))
+
+    def _end(self, index: int) -> float:
+        """The finish time of our ``index``-th finish (0-based, in time order)."""
+        i = index - self.dropped
+        return self.ends[i] if i >= 0 else self.last_dropped
 
     def unseen(self, before: float, now: float, rate: float) -> int:
         """About how many of our jobs ended before ``before`` but are not seen yet at ``now``.
@@ -306,7 +350,7 @@ class QueueTracker:
         if not self.observations:
             return None
         t, position, seq = self.observations[-1]
-        direct = seq - position - 1 - bisect.bisect_right(self.ends, t)
+        direct = seq - position - 1 - self.dropped - bisect.bisect_right(self.ends, t)
         return direct if direct >= 0 else None
 
     def queueing(self, now: float) -> bool:
@@ -344,19 +388,19 @@ class QueueTracker:
             guess = self.guess_start(seq, rate)
             return None if guess is None else (guess, False)
         turn = seq - direct  # it starts when the turn-th of our jobs finishes
-        ends = self.ends
+        finished = self.finished
         if turn <= 0:
             return -math.inf, True
         speed = self.speed() or rate
-        if turn <= len(ends):
+        if turn <= finished:
             drain = rate or speed
             if now is not None and drain:
-                turn = max(1, turn - self.unseen(ends[turn - 1], now, drain))
-            return ends[turn - 1], True
+                turn = max(1, turn - self.unseen(self._end(turn - 1), now, drain))
+            return self._end(turn - 1), True
         if not speed:
             return None
-        last = max(ends[-1], self.seen_at) if ends else self.seen_at
-        return last + (turn - len(ends)) / speed, False
+        last = max(self._end(finished - 1), self.seen_at) if finished else self.seen_at
+        return last + (turn - finished) / speed, False
 
     def guess_start(self, seq: int, rate: float | None) -> float | None:
         """When job number ``seq`` starts at the queue's measured speed alone.

@@ -305,6 +305,39 @@ def test_queue_tracker_counts_finishes_not_seen_yet() -> None:
     assert tracker.predict_start(8, 10.0, now=2.0) == (1.5, True)  # 2 more surely came
 
 
+def test_queue_tracker_folds_old_finishes_into_a_count() -> None:
+    """A long-lived client keeps a bounded finish history and the same answers for live jobs."""
+    bounded, full = QueueTracker(retain=10.0), QueueTracker(retain=math.inf)
+    for tracker in (bounded, full):
+        for i in range(1, 20_001):  # 100 finishes a second for 200 s
+            t = i / 100
+            tracker.ended(t, seen=t + 0.05)
+            if i % 500 == 0:
+                tracker.observe(t, position=50, seq=i + 55)  # four slots, fifty waiting
+    assert bounded.finished == full.finished == 20_000
+    assert len(bounded.ends) < 2 * 4096 < len(full.ends)  # bounded, not one per job run
+    assert bounded.dropped > 10_000 and bounded.last_dropped < 200.0 - 10.0
+    assert bounded.direct() == full.direct() == 4  # the count behind the latest look is exact
+    for seq in (19_990, 20_010, 20_055, 20_100):  # started lately, or still queued
+        assert bounded.predict_start(seq, 100.0, now=200.1) == full.predict_start(
+            seq, 100.0, now=200.1
+        )
+    # A job whose turn came at a folded finish started long ago: the latest folded finish.
+    assert bounded.predict_start(10, 100.0) == (bounded.last_dropped, True)
+
+
+def test_queue_tracker_forgets_a_look_older_than_its_history() -> None:
+    """Finishes after a queue look that is never renewed are folded too, with the old look."""
+    tracker = QueueTracker(retain=10.0)
+    tracker.observe(0.0, position=3, seq=8)
+    for i in range(1, 10_001):
+        tracker.ended(i / 100)
+    assert tracker.direct() is None  # the look at t=0 was forgotten, not kept forever
+    assert len(tracker.ends) < 2 * 4096 and tracker.finished == 10_000
+    tracker.observe(100.5, position=0, seq=10_010)  # a fresh look counts every finish
+    assert tracker.direct() == 10_010 - 0 - 1 - 10_000
+
+
 async def test_durations_still_learned_after_a_queue_drains() -> None:
     """Once a queue is gone, jobs that start at their submit teach durations again."""
     async with FakeRunComfy(
