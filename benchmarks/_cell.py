@@ -2,12 +2,13 @@
 
 Run: ``python -m benchmarks._cell '{"client": "runcomfy-async", "base_url": "...", ...}'``
 
-The argument is a JSON object: ``client`` (``runcomfy-async``, ``httpx``, ``aiohttp`` or ``floor``),
-``base_url``, and for the clients ``jobs``, ``mean`` (mean job seconds, to scale delays),
-``rate`` (runcomfy-async's ``max_requests_per_second``, or null), ``interval`` and ``cap``
-(the baseline's polling interval and jobs in flight, null for every job at once) and
-``loop`` (``asyncio`` or ``uvloop``). The cell prints one JSON line with its figures: CPU
-and peak RSS are this process's alone. After a client's work it measures the same-rate
+The argument is a JSON object: ``client`` (``runcomfy-async``, ``runcomfy-async-map``,
+``httpx``, ``aiohttp`` or ``floor``), ``base_url``, and for the clients ``jobs``, ``mean``
+(mean job seconds, to scale delays), ``rate`` (runcomfy-async's ``max_requests_per_second``,
+or null), ``interval`` and ``cap`` (the baseline's polling interval and jobs in flight, null
+for every job at once; ``map()``'s ``max_in_flight``) and ``loop`` (``asyncio`` or
+``uvloop``). The cell prints one JSON line with its figures: CPU and peak RSS are this
+process's alone. After a client's work it measures the same-rate
 floor (:func:`benchmarks._clients.same_rate_floor`) on the same loop.
 """
 
@@ -19,7 +20,13 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from ._clients import run_fixed_baseline, run_floor, run_runcomfy_async, same_rate_floor
+from ._clients import (
+    run_fixed_baseline,
+    run_floor,
+    run_runcomfy_async,
+    run_runcomfy_map,
+    same_rate_floor,
+)
 
 
 def _run(spec: dict[str, Any]) -> Coroutine[Any, Any, dict[str, Any]]:
@@ -29,6 +36,8 @@ def _run(spec: dict[str, Any]) -> Coroutine[Any, Any, dict[str, Any]]:
         return run_runcomfy_async(
             url, spec["jobs"], spec["mean"], rate=spec.get("rate"), arrivals=spec.get("arrivals")
         )
+    if client == "runcomfy-async-map":
+        return run_runcomfy_map(url, spec["jobs"], spec["mean"], cap=spec["cap"])
     if client in ("httpx", "aiohttp"):
         return run_fixed_baseline(
             url,

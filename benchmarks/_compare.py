@@ -27,6 +27,7 @@ from ._workloads import (
     HTTPX,
     HTTPX_ALL,
     RA,
+    RA_MAP,
     RA_UVLOOP,
     Workload,
     workloads,
@@ -54,6 +55,8 @@ def _spec(w: Workload, client: str) -> dict[str, Any]:
             "arrivals": w.arrivals,
             "loop": "uvloop" if client == RA_UVLOOP else "asyncio",
         }
+    if client == RA_MAP:
+        return {**base, "client": "runcomfy-async-map", "cap": BASELINE_CAP}
     if client in (HTTPX, HTTPX_ALL, AIOHTTP):
         return {
             **base,
