@@ -30,9 +30,12 @@ import resource
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._harness import TOKEN, bare_request_cpu, cpu_seconds, quantile, rss_mb
+
+if TYPE_CHECKING:  # the baseline cells never import the client
+    from runcomfy_async import AsyncClient
 
 MODEL = "google/nano-banana-2/text-to-image"
 TERMINAL = ("completed", "failed", "cancelled")
@@ -185,6 +188,28 @@ def _common(
     }
 
 
+def prompt(i: int) -> dict[str, str]:
+    """The inputs of job ``i``, the same for every client."""
+    return {"prompt": f"a lighthouse at dusk, #{i}"}
+
+
+async def _warmed(client: AsyncClient) -> float:
+    """Open ``client``'s connection pool (see :func:`warm_pool`); return the idle RSS after."""
+    transport = getattr(client, "_transport", None)  # private: skipped if it moves
+    if transport is not None:
+        await warm_pool(lambda: transport.send("GET", STATS_PATH))
+    return idle_rss_mb()
+
+
+def _client_counts(client: AsyncClient) -> dict[str, Any]:
+    """The client's own request counts, beside the emulator's."""
+    return {
+        "client_requests": sum(client.requests.values()),
+        "client_429": client.rate_limited,
+        "by_endpoint": dict(client.requests),
+    }
+
+
 async def run_runcomfy_async(
     base_url: str,
     jobs: int,
@@ -212,17 +237,14 @@ async def run_runcomfy_async(
         rec.done(res.created_at_raw, res.finished_at_raw)
 
     async with AsyncClient(TOKEN, base_url, max_requests_per_second=rate) as client:
-        transport = getattr(client, "_transport", None)  # private: skipped if it moves
-        if transport is not None:
-            await warm_pool(lambda: transport.send("GET", STATS_PATH))
-        idle = idle_rss_mb()
+        idle = await _warmed(client)
         counter = iter(range(jobs))
 
         async def submitter() -> None:
             for i in counter:
                 if arrivals is not None:
                     await asyncio.sleep(t0 + i / arrivals - time.monotonic())
-                job = await client.submit(MODEL, {"prompt": f"a lighthouse at dusk, #{i}"})
+                job = await client.submit(MODEL, prompt(i))
                 rec.submit()
                 job.future().add_done_callback(on_done)
 
@@ -235,9 +257,7 @@ async def run_runcomfy_async(
         out = _common(
             rec, probe, cpu=cpu, wall=wall, submit_s=submit_s, idle=idle, start_wall=t0_wall
         )
-        out["client_requests"] = sum(client.requests.values())
-        out["client_429"] = client.rate_limited
-        out["by_endpoint"] = dict(client.requests)
+        out.update(_client_counts(client))
     out.update(rec.figures(mean))
     return out
 
@@ -254,12 +274,9 @@ async def run_runcomfy_map(base_url: str, jobs: int, mean: float, *, cap: int) -
 
     rec = Recorder(jobs)
     probe = LagProbe()
-    inputs = ({"prompt": f"a lighthouse at dusk, #{i}"} for i in range(jobs))
+    inputs = (prompt(i) for i in range(jobs))
     async with AsyncClient(TOKEN, base_url) as client:
-        transport = getattr(client, "_transport", None)  # private: skipped if it moves
-        if transport is not None:
-            await warm_pool(lambda: transport.send("GET", STATS_PATH))
-        idle = idle_rss_mb()
+        idle = await _warmed(client)
         async with probe.running():
             cpu0, t0, t0_wall = cpu_seconds(), time.monotonic(), time.time()
             async with client.map(MODEL, inputs, max_in_flight=cap) as batch:
@@ -269,9 +286,7 @@ async def run_runcomfy_map(base_url: str, jobs: int, mean: float, *, cap: int) -
                     rec.done(res.submitted_at, res.finished_at, ok=res.ok)
             wall, cpu = time.monotonic() - t0, cpu_seconds() - cpu0
         out = _common(rec, probe, cpu=cpu, wall=wall, submit_s=wall, idle=idle, start_wall=t0_wall)
-        out["client_requests"] = sum(client.requests.values())
-        out["client_429"] = client.rate_limited
-        out["by_endpoint"] = dict(client.requests)
+        out.update(_client_counts(client))
     out.update(rec.figures(mean))
     return out
 
@@ -330,7 +345,7 @@ async def run_fixed_baseline(
                 await job(i)
 
         async def job(i: int) -> None:
-            body = {"prompt": f"a lighthouse at dusk, #{i}"}
+            body = prompt(i)
             rid = (await call("POST", f"/v1/models/{MODEL}", body))["request_id"]
             rec.submit()
             while True:
