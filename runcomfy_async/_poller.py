@@ -337,19 +337,18 @@ class Poller:
                 rate = stats.drain.rate()
                 predicted = queue.predict_start(entry.seq, rate, now)
                 start, known = predicted if predicted is not None else (now, False)
-                look = max(queue.seen_at, queue.asked_at)
-                stale = now - look > max(1.0, first)
+                stale_at = max(queue.seen_at, queue.asked_at) + max(1.0, first)
+                stale = now > stale_at
                 if predicted is None and not stale:
                     # No position yet (a look may be on its way): its answer times the
                     # line; if it never comes, look again once this one is stale.
-                    upcoming = _earliest(upcoming, look + max(1.0, first))
+                    upcoming = _earliest(upcoming, stale_at)
                     break
                 if start + first > horizon:
                     if not stale:
                         # Not its turn yet. Look again when this look goes stale: the
                         # queue's speed, and other users' jobs in it, show only that way.
-                        wake = min(start + first - RELEASE_TICK, look + max(1.0, first))
-                        upcoming = _earliest(upcoming, wake)
+                        upcoming = _earliest(upcoming, min(start + first - RELEASE_TICK, stale_at))
                         break
                 elif known or not stale:
                     in_queue.popleft()
@@ -357,13 +356,9 @@ class Poller:
                     self._schedule(entry, now + self._jittered(entry.ref + first - now))
                     continue
                 # The queue was last seen a while ago: ask where the last job in line
-                # stands; one answer re-times every job of ours in the queue.
-                while not in_queue[-1].live or in_queue[-1].job.done():
-                    in_queue.pop()  # (the head is live, so this stops)
-                queue.asked_at = now
-                last = in_queue.pop()
-                last.queued = True
-                self._schedule(last, now)
+                # stands; one answer re-times every job of ours in the queue. (The head
+                # is live, so there is one.)
+                self._ask_newest(stats, in_queue, now)
         return upcoming
 
     async def _scheduler(self) -> None:
@@ -507,10 +502,8 @@ class Poller:
                 bisect.insort(stats.in_queue, entry, key=_by_seq)
                 self._wake.set()
                 return
-            stats.queue.asked_at = now
             # Ask /status where it stands, at once: that one answer places the whole queue.
-            entry.queued = True
-            self._schedule(entry, now)
+            self._ask_position(stats, entry, now)
             if not stats.queue.queueing(now):
                 self._hold_behind(stats, entry.seq)
             return
@@ -538,14 +531,20 @@ class Poller:
         queue = stats.queue
         if queue.queueing(now) or now - queue.asked_at < queue.memory:
             return
-        waiting = stats.waiting
-        while waiting and (not waiting[-1].live or waiting[-1].job.done()):
-            waiting.pop()
-        if waiting:
-            queue.asked_at = now
-            newest = waiting.pop()
-            newest.queued = True
-            self._schedule(newest, now)
+        self._ask_newest(stats, stats.waiting, now)
+
+    def _ask_newest(self, stats: _ModelStats, line: collections.deque[_Entry], now: float) -> None:
+        """Take the newest live job out of ``line`` (dropping dead ones) to ask its position."""
+        while line and (not line[-1].live or line[-1].job.done()):
+            line.pop()
+        if line:
+            self._ask_position(stats, line.pop(), now)
+
+    def _ask_position(self, stats: _ModelStats, entry: _Entry, now: float) -> None:
+        """Check ``entry`` with ``GET /status`` at once: a look at the queue, on its way."""
+        stats.queue.asked_at = now
+        entry.queued = True
+        self._schedule(entry, now)
 
     def _hold_behind(self, stats: _ModelStats, boundary: int) -> None:
         """A queue was just discovered: our jobs of the model after ``boundary`` queued (FIFO).
