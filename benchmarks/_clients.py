@@ -203,10 +203,14 @@ async def _warmed(client: AsyncClient) -> float:
 
 def _client_counts(client: AsyncClient) -> dict[str, Any]:
     """The client's own request counts, beside the emulator's."""
+    pacer = client.pacer
     return {
         "client_requests": sum(client.requests.values()),
         "client_429": client.rate_limited,
         "by_endpoint": dict(client.requests),
+        "submits_paced": pacer.paced if pacer is not None else 0,
+        "pace_wait_s": pacer.waited if pacer is not None else 0.0,
+        "pace_cost_us": 1e6 * pacer.cost if pacer is not None and pacer.cost else None,
     }
 
 
@@ -222,7 +226,9 @@ async def run_runcomfy_async(
 
     ``arrivals``: submit job ``i`` no earlier than ``i / arrivals`` seconds after the first
     (the scaling series, where every size must see the same request rate); ``None``: as
-    fast as the client goes.
+    fast as the client goes. With a fixed arrival rate the client's own submit pacing is
+    off: it would hold 2,000 submits a second of 1 s jobs to what it can check on time,
+    and the largest sizes would never have every job in flight at once.
     """
     from runcomfy_async import AsyncClient, Result
 
@@ -236,7 +242,9 @@ async def run_runcomfy_async(
         res = fut.result()
         rec.done(res.created_at_raw, res.finished_at_raw)
 
-    async with AsyncClient(TOKEN, base_url, max_requests_per_second=rate) as client:
+    async with AsyncClient(
+        TOKEN, base_url, max_requests_per_second=rate, pace_submits=arrivals is None
+    ) as client:
         idle = await _warmed(client)
         counter = iter(range(jobs))
 

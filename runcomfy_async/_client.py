@@ -31,6 +31,7 @@ from ._exceptions import (
 )
 from ._http import ApiTransport
 from ._jobs import Job
+from ._pacer import PRIOR_REQUESTS_PER_JOB, SubmitPacer
 from ._poller import NOT_READY, Poller, PollSettings
 from ._retry import RetryPolicy, is_retryable_read, is_retryable_submit, may_have_reached_server
 from ._wire import (
@@ -86,6 +87,9 @@ class AsyncClient:
         cancel_on_error: when the ``async with`` block exits with an exception, cancel the
             jobs still queued on the server.
         max_response_bytes: answers larger than this are refused without reading them whole.
+        pace_submits: space submits so this process can check every job it creates on time
+            (see :class:`runcomfy_async._pacer.SubmitPacer`); it binds only when the client's
+            own CPU, not the API, limits the rate, e.g. against the sandbox emulator.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class AsyncClient:
         allow_insecure: bool = False,
         cancel_on_error: bool = True,
         max_response_bytes: int = 8 * 2**20,
+        pace_submits: bool = True,
     ):
         if connect_timeout <= 0 or read_timeout <= 0:
             raise ConfigError("timeouts must be > 0 seconds")
@@ -130,6 +135,7 @@ class AsyncClient:
         """Requests sent, by endpoint (``submit``, ``status``, ``result``, ``cancel``)."""
         self.rate_limited = 0
         """How many answers were 429."""
+        self._pacer = SubmitPacer() if pace_submits else None
         self._poller: Poller | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._closed = False
@@ -244,6 +250,8 @@ class AsyncClient:
             reply = await self._transport.send(method, path, body)
         finally:
             self._budget.release()
+        if self._pacer is not None:
+            self._pacer.observe()
         try:
             return self._transport.decode(reply, decode, method, path)
         except RateLimitError as exc:
@@ -305,6 +313,10 @@ class AsyncClient:
         poller = self._require_open()
         model_id, body = self._encode(model, inputs)
         path = f"/v1/models/{model_id}"
+        if self._pacer is not None:
+            wait = self._pacer.delay(poller.requests_per_job or PRIOR_REQUESTS_PER_JOB)
+            if wait > 0:
+                await asyncio.sleep(wait)
         attempt = limited = 0
         sent: list[float] = []
         while True:
@@ -540,6 +552,11 @@ class AsyncClient:
     def jobs_in_flight(self) -> int:
         """How many jobs the poller follows now."""
         return self._poller.in_flight if self._poller is not None else 0
+
+    @property
+    def pacer(self) -> SubmitPacer | None:
+        """The submit pacer (measured cost per request, submits paced); ``None`` if disabled."""
+        return self._pacer
 
     @property
     def budget(self) -> RequestBudget:

@@ -60,6 +60,9 @@ RELEASE_TICK = 0.02
 QUEUE_FRESH = 0.5
 """Seconds a look at the server queue stays fresh enough to time jobs found still queued."""
 
+MIN_ENDED = 32
+"""Ended jobs needed before :attr:`Poller.requests_per_job` is measured."""
+
 NOT_READY = 400005
 """The error code some deployments answer (HTTP 400) for a result that is not ready yet."""
 
@@ -107,6 +110,7 @@ class _Entry:
 
     __slots__ = (
         "attached",
+        "checks",
         "due",
         "elapsed",
         "errors",
@@ -131,6 +135,7 @@ class _Entry:
         self.queued = False
         self.probing = False
         self.attached = False  # re-attached: submitted_at is when we attached, not submitted
+        self.checks = 0
 
 
 class _ModelStats:
@@ -186,11 +191,25 @@ class Poller:
         self._rng = random.Random()
         self._clock = ServerClock()
         self.checks = 0
+        """Checks sent, in all."""
+        self.ended = 0
+        """Jobs followed to their end (finished, failed or cancelled)."""
+        self._ended_checks = 0
 
     @property
     def in_flight(self) -> int:
         """How many jobs the poller is following."""
         return len(self._entries)
+
+    @property
+    def requests_per_job(self) -> float | None:
+        """Requests per ended job (its submit and its checks); ``None`` until enough ended.
+
+        Measured once :data:`MIN_ENDED` jobs have ended.
+        """
+        if self.ended < MIN_ENDED:
+            return None
+        return 1.0 + self._ended_checks / self.ended
 
     # ----- public, called by the client ---------------------------------------------------
 
@@ -409,6 +428,7 @@ class Poller:
     async def _check(self, entry: _Entry) -> None:
         job = entry.job
         self.checks += 1
+        entry.checks += 1
         try:
             if entry.queued:
                 status = await self._fetch_status(job.request_id)
@@ -657,6 +677,8 @@ class Poller:
         if not entry.live:
             return
         entry.live = False
+        self.ended += 1
+        self._ended_checks += entry.checks
         stats = self._stats(entry.job.model_id)
         stats.live -= 1
         stats.durations.forget(entry.job.request_id)
