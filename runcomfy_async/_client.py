@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import time
@@ -42,6 +43,7 @@ from ._wire import (
     CancelResponse,
     Result,
     StatusResponse,
+    SubmitResponse,
 )
 from .models import ModelInput, to_payload, validate_inputs
 
@@ -88,8 +90,9 @@ class AsyncClient:
             jobs still queued on the server.
         max_response_bytes: answers larger than this are refused without reading them whole.
         pace_submits: space submits so this process can check every job it creates on time
-            (see :class:`runcomfy_async._pacer.SubmitPacer`); it binds only when the client's
-            own CPU, not the API, limits the rate, e.g. against the sandbox emulator.
+            (see :mod:`runcomfy_async._pacer`). It binds only when the event loop, not the
+            API, limits the rate: against the sandbox emulator, or when the loop is busy
+            with other work (then never below 200 submits a second).
     """
 
     def __init__(
@@ -135,7 +138,7 @@ class AsyncClient:
         """Requests sent, by endpoint (``submit``, ``status``, ``result``, ``cancel``)."""
         self.rate_limited = 0
         """How many answers were 429."""
-        self._pacer = SubmitPacer() if pace_submits else None
+        self._pacer = SubmitPacer(slots=max_connections) if pace_submits else None
         self._poller: Poller | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._closed = False
@@ -242,6 +245,7 @@ class AsyncClient:
         """
         await self._budget.acquire(kind)
         try:
+            self._require_open()  # closed while this waited: nothing sent, nothing journaled
             if before_send is not None:
                 before_send()
             self.requests[endpoint] += 1
@@ -250,8 +254,8 @@ class AsyncClient:
             reply = await self._transport.send(method, path, body)
         finally:
             self._budget.release()
-        if self._pacer is not None:
-            self._pacer.observe()
+            if self._pacer is not None:
+                self._pacer.observe()
         try:
             return self._transport.decode(reply, decode, method, path)
         except RateLimitError as exc:
@@ -289,16 +293,19 @@ class AsyncClient:
         *,
         before_send: Callable[[], object] | None = None,
     ) -> Job:
-        """Submit a job and return its handle at once.
+        """Submit a job and return its handle as soon as the server has accepted it.
+
+        When the client creates jobs faster than it could check them, the submit first waits
+        for a turn (see ``pace_submits``).
 
         Args:
             model: a model id such as ``"google/nano-banana-2/text-to-image"``, or a typed input
                 Struct from :mod:`runcomfy_async.models` (then ``inputs`` must be omitted).
             inputs: the model's inputs. For a model with a typed Struct they are validated
                 before anything is sent; any other model id is passed through as is.
-            before_send: called just before the request leaves (after validation and the
-                request budget), e.g. to journal "submitting"; if the call is cancelled
-                before that, nothing was sent.
+            before_send: called just before the request leaves (after validation, the
+                pacing turn and the request budget), e.g. to journal "submitting"; if the
+                call is cancelled before that, nothing was sent.
 
         Returns:
             A :class:`Job`; await it for the result.
@@ -312,16 +319,38 @@ class AsyncClient:
         """
         poller = self._require_open()
         model_id, body = self._encode(model, inputs)
-        path = f"/v1/models/{model_id}"
-        if self._pacer is not None:
-            wait = self._pacer.delay(poller.requests_per_job or PRIOR_REQUESTS_PER_JOB)
-            if wait > 0:
-                await asyncio.sleep(wait)
-        attempt = limited = 0
         sent: list[float] = []
+        async with self._submit_turn(poller):
+            answer = await self._send_submit(model, inputs, model_id, body, sent, before_send)
+            # The job was created somewhere between sending and the answer: take the midpoint
+            # as its start, which is what the poller's clock for this job counts from.
+            started = (sent[-1] + time.monotonic()) / 2
+        future = asyncio.get_running_loop().create_future()
+        job = Job(self, answer.request_id, model_id, future, submitted_at=started)
+        poller.track(job)
+        return job
+
+    def _submit_turn(self, poller: Poller) -> contextlib.AbstractAsyncContextManager[None]:
+        """The pacer's turn for one submit (see :mod:`runcomfy_async._pacer`), if pacing."""
+        if self._pacer is None:
+            return contextlib.nullcontext()
+        return self._pacer.turn(lambda: poller.requests_per_job or PRIOR_REQUESTS_PER_JOB)
+
+    async def _send_submit(
+        self,
+        model: str | ModelInput,
+        inputs: Mapping[str, Any] | None,
+        model_id: str,
+        body: bytes,
+        sent: list[float],
+        before_send: Callable[[], object] | None,
+    ) -> SubmitResponse:
+        """The submit request, re-sent only when it surely did not reach the server."""
+        path = f"/v1/models/{model_id}"
+        attempt = limited = 0
         while True:
             try:
-                answer = await self._once(
+                return await self._once(
                     "submit",
                     "submit",
                     "POST",
@@ -331,7 +360,6 @@ class AsyncClient:
                     sent,
                     before_send if not sent else None,
                 )
-                break
             except RateLimitError:
                 # Refused, so no job: safe to send again once the budget's pause is over.
                 limited += 1
@@ -352,13 +380,6 @@ class AsyncClient:
                         inputs=_inputs_of(model, inputs),
                     ) from exc
                 raise
-        # The job was created somewhere between sending and the answer: take the midpoint as
-        # its start, which is what the poller's clock for this job counts from.
-        started = (sent[-1] + time.monotonic()) / 2
-        future = asyncio.get_running_loop().create_future()
-        job = Job(self, answer.request_id, model_id, future, submitted_at=started)
-        poller.track(job)
-        return job
 
     def _encode(
         self, model: str | ModelInput, inputs: Mapping[str, Any] | None

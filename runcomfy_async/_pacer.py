@@ -10,8 +10,15 @@ noticed late. The pacer keeps the submit rate at what the event loop can follow 
 
 * **CPU per request** is measured, not configured: the event loop thread's CPU time
   (:func:`time.thread_time`, so other threads of the process do not count) over windows of
-  at least :data:`WINDOW` answered requests, smoothed. It includes whatever else the loop
-  does between requests, which is the capacity the checks will actually get.
+  at least :data:`WINDOW` requests, smoothed. It includes whatever else the loop does
+  between requests, which is the capacity the checks will actually get. A window slower
+  than :data:`MAX_WINDOW_S` is dropped: at that request rate the loop is not the limit, and
+  an idle spell would be charged to the requests around it.
+* **Turns are taken late.** At most ``slots`` submits (the connection pool's size) hold a
+  turn at once; the others queue for one and work out their wait when they get it, at the
+  rate measured by then. A flood started all at once (``asyncio.gather`` of ten thousand
+  submits) is paced like one from a few submitter tasks, and a submit cancelled while it
+  waits gives its turn back.
 * **Requests per job** comes from the poller (submit plus its checks, over the jobs that
   ended); :data:`PRIOR_REQUESTS_PER_JOB` until enough jobs have ended.
 * **Utilization**, 1.0 by default: the cost is measured at the paced rate, where each
@@ -24,22 +31,29 @@ noticed late. The pacer keeps the submit rate at what the event loop can follow 
   crawl. Below a few hundred submits a second a loop's request handling is not what limits
   anything.
 
-Against the real API the account's rate limit (and the network's round trip) binds long
-before this does: on this 2-core machine the pacer allows about 1,500 submits a second.
-It never holds a check, a cancel or a retry, only a submit before it is sent.
+Until the first window is measured, submits are not paced (only the ``slots`` cap holds).
+On this 2-core machine, against the emulator, the pacer allows about 1,500 submits a
+second. Against the real API an account's rate limit and the network's round trip usually
+bind first (64 connections at a 100 ms round trip send at most 640 requests a second); a
+loop busy with other work can still be held to :data:`MIN_RATE`. It never holds a check, a
+cancel or a read's retry: only a submit, before it is sent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 __all__ = ["SubmitPacer"]
 
 WINDOW = 64
-"""Answered requests per CPU measurement (each also spans at least :data:`MIN_WINDOW_S`)."""
+"""Requests per CPU measurement (after the first, each also spans :data:`MIN_WINDOW_S`)."""
 MIN_WINDOW_S = 0.05
-"""Shortest wall time of one CPU measurement, so a burst of answers is not one sample."""
+"""Shortest wall time of a CPU measurement, so one burst of answers is not a sample."""
+MAX_WINDOW_S = 1.0
+"""Longest wall time of a CPU measurement; a slower window is dropped (see above)."""
 SMOOTHING = 0.3
 """Weight of the newest measurement in the running CPU cost per request."""
 UTILIZATION = 1.0
@@ -59,6 +73,7 @@ class SubmitPacer:
 
     Args:
         utilization: share of the measured capacity to plan for (see :data:`UTILIZATION`).
+        slots: submits that may hold a turn at once (the client passes its pool size).
         clock: monotonic wall clock (tests may pass their own).
         cpu: CPU clock of the event loop thread.
     """
@@ -67,26 +82,31 @@ class SubmitPacer:
         self,
         utilization: float = UTILIZATION,
         *,
+        slots: int = 64,
         clock: Callable[[], float] = time.monotonic,
         cpu: Callable[[], float] = time.thread_time,
     ) -> None:
         if not 0 < utilization <= 1:
             raise ValueError("utilization must be in (0, 1]")
+        if slots < 1:
+            raise ValueError("slots must be >= 1")
         self.utilization = utilization
+        """Share of the measured capacity planned for."""
+        self._slots = asyncio.Semaphore(slots)
         self._clock = clock
         self._cpu = cpu
         self.cost: float | None = None
-        """Smoothed CPU seconds the loop spends per answered request (``None``: not yet)."""
+        """Smoothed CPU seconds the loop spends per request (``None``: not measured yet)."""
         self.paced = 0
         """How many submits waited for their turn."""
         self.waited = 0.0
-        """Seconds of waiting those submits spent, in all."""
+        """Seconds those submits spent waiting, in all."""
         self._count = 0
         self._since: tuple[float, float] | None = None  # (wall, cpu) at the window's start
         self._next = 0.0
 
     def observe(self) -> None:
-        """One request was answered (of any kind); call it from the event loop thread."""
+        """One request ended (answered or not); call it from the event loop thread."""
         if self._since is None:
             self._since = (self._clock(), self._cpu())
             return
@@ -94,11 +114,15 @@ class SubmitPacer:
         if self._count < WINDOW:
             return
         now = self._clock()
-        if now - self._since[0] < MIN_WINDOW_S:
+        span = now - self._since[0]
+        if self.cost is not None and span < MIN_WINDOW_S:
             return
         cpu = self._cpu()
-        sample = (cpu - self._since[1]) / self._count
-        self.cost = sample if self.cost is None else self.cost + SMOOTHING * (sample - self.cost)
+        if span <= MAX_WINDOW_S:
+            sample = (cpu - self._since[1]) / self._count
+            self.cost = (
+                sample if self.cost is None else self.cost + SMOOTHING * (sample - self.cost)
+            )
         self._count = 0
         self._since = (now, cpu)
 
@@ -109,17 +133,34 @@ class SubmitPacer:
         return max(MIN_RATE, self.utilization / (self.cost * requests_per_job))
 
     def delay(self, requests_per_job: float) -> float:
-        """Reserve the next submit turn; return how many seconds to wait for it (often 0)."""
+        """Book the next submit turn; return how many seconds away it is (often 0)."""
+        return self._book(requests_per_job)[0]
+
+    def _book(self, requests_per_job: float) -> tuple[float, float]:
         rate = self.rate(requests_per_job)
         if rate is None:
-            return 0.0
+            return 0.0, 0.0
         now = self._clock()
         gap = 1.0 / rate
         turn = max(self._next, now - (BURST - 1) * gap)  # unused turns are not saved up
         self._next = turn + gap
         wait = turn - now
-        if wait <= EPSILON:
-            return 0.0
-        self.paced += 1
-        self.waited += wait
-        return wait
+        return (wait if wait > EPSILON else 0.0), gap
+
+    @contextlib.asynccontextmanager
+    async def turn(self, requests_per_job: Callable[[], float]) -> AsyncIterator[None]:
+        """Hold a submit until its turn; the block is the submit (one slot while it runs).
+
+        A submit cancelled while it waits gives its turn back.
+        """
+        async with self._slots:
+            wait, gap = self._book(requests_per_job())
+            if wait > 0:
+                try:
+                    await asyncio.sleep(wait)
+                except BaseException:
+                    self._next -= gap
+                    raise
+                self.paced += 1
+                self.waited += wait
+            yield

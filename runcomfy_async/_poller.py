@@ -193,7 +193,7 @@ class Poller:
         self.checks = 0
         """Checks sent, in all."""
         self.ended = 0
-        """Jobs followed to their end (finished, failed or cancelled)."""
+        """Jobs this client submitted and followed to their end, whatever the end."""
         self._ended_checks = 0
 
     @property
@@ -677,8 +677,9 @@ class Poller:
         if not entry.live:
             return
         entry.live = False
-        self.ended += 1
-        self._ended_checks += entry.checks
+        if not entry.attached:  # a re-attached job was not submitted by this client
+            self.ended += 1
+            self._ended_checks += entry.checks
         stats = self._stats(entry.job.model_id)
         stats.live -= 1
         stats.durations.forget(entry.job.request_id)

@@ -7,7 +7,14 @@ import asyncio
 import pytest
 
 from runcomfy_async import AsyncClient, PollSettings
-from runcomfy_async._pacer import BURST, MIN_RATE, MIN_WINDOW_S, WINDOW, SubmitPacer
+from runcomfy_async._pacer import (
+    BURST,
+    MAX_WINDOW_S,
+    MIN_RATE,
+    MIN_WINDOW_S,
+    WINDOW,
+    SubmitPacer,
+)
 from runcomfy_async.testing import FakeRunComfy
 
 from .conftest import FAST_RETRY, TOKEN
@@ -35,7 +42,7 @@ class Clocks:
             pacer.observe()
 
 
-def waits(clocks: Clocks, pacer: SubmitPacer, n: int, per_job: float) -> list[float]:
+def waits(pacer: SubmitPacer, n: int, per_job: float) -> list[float]:
     """The waits of ``n`` submits asked for at the same instant."""
     return [pacer.delay(per_job) for _ in range(n)]
 
@@ -45,7 +52,7 @@ def test_no_pacing_before_the_first_measurement() -> None:
     clocks = Clocks()
     pacer = clocks.pacer()
     assert pacer.rate(3.0) is None
-    assert waits(clocks, pacer, 500, 3.0) == [0.0] * 500
+    assert waits(pacer, 500, 3.0) == [0.0] * 500
     assert pacer.paced == 0
 
 
@@ -56,11 +63,9 @@ def test_submits_are_spaced_at_the_measured_rate() -> None:
     clocks.answer(pacer, WINDOW + 1, cost=0.001, span=0.2)
     assert pacer.cost == pytest.approx(0.001)
     assert pacer.rate(2.5) == pytest.approx(400.0)
-    got = waits(clocks, pacer, BURST + 5, 2.5)
+    got = waits(pacer, BURST + 5, 2.5)
     assert got[:BURST] == [0.0] * BURST
     assert got[BURST:] == pytest.approx([0.0025 * k for k in range(1, 6)])
-    assert pacer.paced == 5
-    assert pacer.waited == pytest.approx(0.0025 * (1 + 2 + 3 + 4 + 5))
 
 
 def test_utilization_scales_the_rate() -> None:
@@ -72,13 +77,28 @@ def test_utilization_scales_the_rate() -> None:
 
 
 def test_a_window_shorter_than_the_minimum_is_not_a_sample() -> None:
-    """A burst of answers inside a few milliseconds says nothing about the loop's capacity."""
+    """After the first, a burst of answers inside a few milliseconds is not a sample."""
     clocks = Clocks()
     pacer = clocks.pacer()
-    clocks.answer(pacer, 10 * WINDOW, cost=0.001, span=MIN_WINDOW_S / 5)
-    assert pacer.cost is None
-    clocks.answer(pacer, WINDOW, cost=0.001, span=MIN_WINDOW_S)
+    clocks.answer(pacer, WINDOW + 1, cost=0.001, span=MIN_WINDOW_S / 5)  # the first: counted
     assert pacer.cost == pytest.approx(0.001)
+    clocks.answer(pacer, 10 * WINDOW, cost=0.003, span=MIN_WINDOW_S / 5)
+    assert pacer.cost == pytest.approx(0.001)
+    clocks.answer(pacer, WINDOW, cost=0.003, span=MIN_WINDOW_S)
+    assert pacer.cost == pytest.approx(0.0016)  # the short answers joined the next window
+
+
+def test_a_window_longer_than_the_maximum_is_dropped() -> None:
+    """An idle spell with the loop busy elsewhere is not charged to the requests around it."""
+    clocks = Clocks()
+    pacer = clocks.pacer()
+    clocks.answer(pacer, WINDOW + 1, cost=0.001, span=0.2)
+    clocks.wall += 10 * MAX_WINDOW_S
+    clocks.cpu += 5.0
+    clocks.answer(pacer, WINDOW, cost=0.001, span=0.2)
+    assert pacer.cost == pytest.approx(0.001)
+    clocks.answer(pacer, WINDOW, cost=0.002, span=0.2)  # the next window counts again
+    assert pacer.cost == pytest.approx(0.0013)
 
 
 def test_the_cost_is_smoothed_toward_new_measurements() -> None:
@@ -103,9 +123,9 @@ def test_an_idle_spell_grants_a_burst_not_a_backlog() -> None:
     clocks = Clocks()
     pacer = clocks.pacer()
     clocks.answer(pacer, WINDOW + 1, cost=0.001, span=0.2)
-    waits(clocks, pacer, 50, 2.5)
+    waits(pacer, 50, 2.5)
     clocks.wall += 10.0
-    got = waits(clocks, pacer, BURST + 3, 2.5)
+    got = waits(pacer, BURST + 3, 2.5)
     assert got.count(0.0) == BURST
 
 
@@ -116,24 +136,37 @@ def test_utilization_out_of_range_is_refused(utilization: float) -> None:
         SubmitPacer(utilization)
 
 
-@pytest.mark.anyio
-async def test_paced_submits_leave_room_for_checks_and_lose_nothing() -> None:
-    """At the floor rate, checks of the first jobs reach the server between the submits.
+class SlowLoop:
+    """A loop-thread CPU clock that says every measured window cost a whole second."""
 
-    The pacer is told the loop is slow (one second of CPU a request), so it holds the
-    submits to MIN_RATE: the emulator sees result checks before the last submit, every
-    job is created exactly once and every result comes back.
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        self.t += 1.0
+        return self.t
+
+
+@pytest.mark.anyio
+async def test_a_flood_started_at_once_is_paced_once_measured() -> None:
+    """``gather`` of every submit at once: turns are taken late, at the measured rate.
+
+    The clock says the loop spends 1/64 s a request, which holds submits to MIN_RATE once
+    the first window is measured. Only the submits before that go unpaced; the emulator
+    sees result checks before the last submit; every job is created exactly once and every
+    result comes back.
     """
-    jobs = 100
+    jobs, slots = 150, 8
     async with FakeRunComfy(token=TOKEN, duration_mean=0.05, record_arrivals=True) as fake:
         async with AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY, poll=POLL) as client:
-            assert client.pacer is not None
-            client.pacer.cost = 1.0
+            pacer = client._pacer = SubmitPacer(slots=slots, cpu=SlowLoop())
             handles = await asyncio.gather(
                 *(client.submit(T2I, {"prompt": f"p{i}"}) for i in range(jobs))
             )
             results = await asyncio.gather(*handles)
-            assert client.pacer.paced >= jobs - BURST
+            assert client.pacer is pacer
+            assert pacer.rate(3.0) == MIN_RATE
+            assert pacer.paced >= jobs - (WINDOW + 1) - slots - BURST
     assert fake.jobs_created == jobs
     assert len({r.request_id for r in results}) == jobs
     endpoints = [e for _, e in fake.arrivals]
@@ -142,17 +175,22 @@ async def test_paced_submits_leave_room_for_checks_and_lose_nothing() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_submit_cancelled_while_paced_sends_nothing() -> None:
-    """A submit that waits for its turn and is cancelled never reaches the server."""
+async def test_a_submit_cancelled_while_paced_sends_nothing_and_gives_its_turn_back() -> None:
+    """Cancelled in the pacer: nothing reaches the server, and the next submit gets its turn."""
+    clocks = Clocks()
     async with FakeRunComfy(token=TOKEN, duration_mean=0.05) as fake:
         async with AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY, poll=POLL) as client:
-            pacer = client.pacer
-            assert pacer is not None
-            pacer.cost = 1.0
-            for _ in range(int(MIN_RATE)):  # book a second's worth of turns
-                pacer.delay(3.0)
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(client.submit(T2I, {"prompt": "late"}), 0.05)
+            pacer = client._pacer = clocks.pacer()
+            clocks.answer(pacer, WINDOW + 1, cost=1.0, span=0.2)  # MIN_RATE: 5 ms a turn
+            waits(pacer, int(MIN_RATE), 3.0)  # book a second's worth of turns
+            task = asyncio.create_task(client.submit(T2I, {"prompt": "late"}))
+            for _ in range(5):
+                await asyncio.sleep(0)  # let it take its turn and start waiting
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert pacer.delay(3.0) == pytest.approx((int(MIN_RATE) - BURST + 1) / MIN_RATE)
+            assert pacer.paced == 0
     assert fake.jobs_created == 0
     assert fake.requests["submit"] == 0
 
@@ -180,4 +218,8 @@ async def test_the_poller_measures_requests_per_ended_job() -> None:
             await asyncio.gather(*(client.run(T2I, {"prompt": f"p{i}"}) for i in range(40)))
             assert poller.ended == 40
             assert poller.requests_per_job == pytest.approx(sum(client.requests.values()) / 40)
-    assert sum(fake.requests.values()) == sum(client.requests.values())
+            assert sum(fake.requests.values()) == sum(client.requests.values())
+            async with AsyncClient(TOKEN, fake.base_url, poll=POLL) as first:
+                rid = (await first.submit(T2I, {"prompt": "elsewhere"})).request_id
+            await client.job(rid, T2I)  # re-attached: no submit of ours, not counted
+            assert poller.ended == 40
