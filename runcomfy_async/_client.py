@@ -245,7 +245,8 @@ class AsyncClient:
         """
         await self._budget.acquire(kind)
         try:
-            self._require_open()  # closed while this waited: nothing sent, nothing journaled
+            if kind == "submit":
+                self._require_open()  # closed while it waited: nothing sent or journaled
             if before_send is not None:
                 before_send()
             self.requests[endpoint] += 1

@@ -14,12 +14,14 @@ noticed late. The pacer keeps the submit rate at what the event loop can follow 
   between requests, which is the capacity the checks will actually get. A window slower
   than :data:`MAX_WINDOW_S` is dropped: at that request rate the loop is not the limit, and
   an idle spell would be charged to the requests around it.
-* **Turns are taken late.** At most ``slots`` submits (the connection pool's size) hold a
-  turn at once; the others queue for one and work out their wait when they get it, at the
-  rate measured by then. A flood started all at once (``asyncio.gather`` of ten thousand
-  submits) is paced like one from a few submitter tasks, and a submit cancelled while it
-  waits gives its turn back. Waiting submits wake on a grid of :data:`TICK`, several on one
-  wake-up of the loop: a timer each cost the 1k-job benchmark a fifth more CPU per job.
+* **Turns are taken late.** At most ``slots`` submits (the connection pool's size) are in
+  progress at once, from their turn until their answer (retries included); the others
+  queue for a slot and work out their wait when they get one, at the rate measured by then.
+  A flood started all at once (``asyncio.gather`` of ten thousand submits) is paced like
+  one from a few submitter tasks, and a submit cancelled while it waits for its turn gives
+  the turn back (one cancelled later, in the request budget, does not). Waiting submits
+  wake on a grid of :data:`TICK`, several on one wake-up of the loop: a timer each cost the
+  1k-job benchmark a fifth more CPU per job.
 * **Requests per job** comes from the poller (submit plus its checks, over the jobs that
   ended); :data:`PRIOR_REQUESTS_PER_JOB` until enough jobs have ended.
 * **Utilization**, 1.0 by default: the cost is measured at the paced rate, where each
@@ -102,9 +104,9 @@ class SubmitPacer:
         self.cost: float | None = None
         """Smoothed CPU seconds the loop spends per request (``None``: not measured yet)."""
         self.paced = 0
-        """How many submits waited for their turn."""
+        """How many submits waited for their turn (not counting a wait for a slot)."""
         self.waited = 0.0
-        """Seconds those submits spent waiting, in all."""
+        """Seconds those submits spent waiting for their turns, in all."""
         self._count = 0
         self._since: tuple[float, float] | None = None  # (wall, cpu) at the window's start
         self._next = 0.0
@@ -137,7 +139,10 @@ class SubmitPacer:
         return max(MIN_RATE, self.utilization / (self.cost * requests_per_job))
 
     def delay(self, requests_per_job: float) -> float:
-        """Book the next submit turn; return how many seconds away it is (often 0)."""
+        """Book the next submit turn; return the seconds to wait for it (often 0).
+
+        The wait ends on the next :data:`TICK` grid point at or after the turn.
+        """
         return self._book(requests_per_job)[0]
 
     def _book(self, requests_per_job: float) -> tuple[float, float]:
@@ -158,7 +163,7 @@ class SubmitPacer:
     async def turn(self, requests_per_job: Callable[[], float]) -> AsyncIterator[None]:
         """Hold a submit until its turn; the block is the submit (one slot while it runs).
 
-        A submit cancelled while it waits gives its turn back.
+        A submit cancelled while it waits for its turn gives the turn back.
         """
         async with self._slots:
             wait, gap = self._book(requests_per_job())

@@ -200,6 +200,7 @@ async def test_a_submit_cancelled_while_paced_sends_nothing_and_gives_its_turn_b
             task = asyncio.create_task(client.submit(T2I, {"prompt": "late"}))
             for _ in range(5):
                 await asyncio.sleep(0)  # let it take its turn and start waiting
+            assert pacer._next > next_turn  # it booked the next turn
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
