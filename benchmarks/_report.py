@@ -263,8 +263,13 @@ def compute_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     for w in [w for w in report["workloads"] if w["key"].startswith(("lognormal-", "queue-"))]:
         # Every job at once against each baseline; map() against the capped baseline, at
         # the same 64 jobs in flight. Both comparisons with the capped baseline are judged.
-        pairs = ((RA, HTTPX, True), (RA, HTTPX_ALL, False), (RA, AIOHTTP, False))
-        for client, base, judged in (*pairs, (RA_MAP, HTTPX, True)):
+        pairs = (
+            (RA, HTTPX, True),
+            (RA, HTTPX_ALL, False),
+            (RA, AIOHTTP, False),
+            (RA_MAP, HTTPX, True),
+        )
+        for client, base, judged in pairs:
             ra, b = _ok(w, client), _ok(w, base)
             if ra is None or b is None:
                 continue

@@ -32,7 +32,7 @@ from ._exceptions import (
 )
 from ._http import ApiTransport
 from ._jobs import Job
-from ._pacer import PRIOR_REQUESTS_PER_JOB, SubmitPacer
+from ._pacer import SubmitPacer
 from ._poller import NOT_READY, Poller, PollSettings
 from ._retry import RetryPolicy, is_retryable_read, is_retryable_submit, may_have_reached_server
 from ._wire import (
@@ -335,7 +335,7 @@ class AsyncClient:
         """The pacer's turn for one submit (see :mod:`runcomfy_async._pacer`), if pacing."""
         if self._pacer is None:
             return contextlib.nullcontext()
-        return self._pacer.turn(lambda: poller.requests_per_job or PRIOR_REQUESTS_PER_JOB)
+        return self._pacer.turn(lambda: poller.requests_per_job)
 
     async def _send_submit(
         self,

@@ -160,13 +160,15 @@ class SubmitPacer:
         return math.ceil(turn / TICK) * TICK - now, gap
 
     @contextlib.asynccontextmanager
-    async def turn(self, requests_per_job: Callable[[], float]) -> AsyncIterator[None]:
+    async def turn(self, requests_per_job: Callable[[], float | None]) -> AsyncIterator[None]:
         """Hold a submit until its turn; the block is the submit (one slot while it runs).
 
-        A submit cancelled while it waits for its turn gives the turn back.
+        ``requests_per_job`` reads the measured figure when the turn is taken (``None``:
+        not measured yet, :data:`PRIOR_REQUESTS_PER_JOB`). A submit cancelled while it
+        waits for its turn gives the turn back.
         """
         async with self._slots:
-            wait, gap = self._book(requests_per_job())
+            wait, gap = self._book(requests_per_job() or PRIOR_REQUESTS_PER_JOB)
             if wait > 0:
                 try:
                     await asyncio.sleep(wait)
