@@ -32,10 +32,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ._emulator_api import ModelApi
-from ._emulator_faults import Faults, Handler, check_endpoints
-from ._emulator_http import ALL_ENDPOINTS, Script, error_response, listen
-from ._emulator_jobs import FakeJob, JobScheduler, TokenBucket, draw_duration
+from ._emulator._api import ModelApi
+from ._emulator._faults import Faults, Handler, check_endpoints
+from ._emulator._http import ALL_ENDPOINTS, Script, error_response, listen
+from ._emulator._jobs import FakeJob, JobScheduler, TokenBucket, draw_duration
 
 __all__ = ["FakeJob", "FakeRunComfy", "draw_duration"]
 

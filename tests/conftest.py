@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from runcomfy_async import AsyncClient, PollSettings, RetryPolicy
-from runcomfy_async._emulator_http import listen
+from runcomfy_async._emulator._http import listen
 from runcomfy_async.testing import FakeRunComfy
 
 TOKEN = "rc-test-token-5ecr3t-value"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runcomfy_async._cli import main
+from runcomfy_async._cli._main import main
 from runcomfy_async._journal import Journal
 from runcomfy_async.testing import FakeRunComfy
 

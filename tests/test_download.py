@@ -19,7 +19,7 @@ from runcomfy_async._download import (
     DownloadTimeoutError,
     safe_stem,
 )
-from runcomfy_async._emulator_png import PNG_SIGNATURE, output_png
+from runcomfy_async._emulator._png import PNG_SIGNATURE, output_png
 from runcomfy_async.testing import FakeRunComfy
 
 from .conftest import FAST_RETRY, TOKEN, serving

@@ -18,7 +18,7 @@ import msgspec
 import pytest
 from yarl import URL
 
-from runcomfy_async._emulator_jobs import FakeJob, JobScheduler
+from runcomfy_async._emulator._jobs import FakeJob, JobScheduler
 from runcomfy_async.testing import FakeRunComfy, draw_duration
 
 MODEL = "google/nano-banana-2/text-to-image"

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from runcomfy_async import APIStatusError, ResponseValidationError, RunComfyError
-from runcomfy_async._cli_args import UsageError, parse_sets
+from runcomfy_async._cli._args import UsageError, parse_sets
+from runcomfy_async._cli._inputs import read_inputs, scan
 from runcomfy_async._http import ApiTransport, Reply
-from runcomfy_async._inputs import read_inputs, scan
 from runcomfy_async._journal import Journal, ResumeState, input_id
 from runcomfy_async._wire import (
     CANCEL_DECODER,

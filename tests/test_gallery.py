@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from runcomfy_async._emulator_png import gradient_png
-from runcomfy_async._gallery import safe_relative_path, write_gallery
+from runcomfy_async._cli._gallery import safe_relative_path, write_gallery
+from runcomfy_async._emulator._png import gradient_png
 
 MAGENTA = (255, 0, 255)
 GREEN = (0, 255, 0)

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runcomfy_async._cli_args import UsageError
-from runcomfy_async._inputs import (
+from runcomfy_async._cli._args import UsageError
+from runcomfy_async._cli._inputs import (
     MAX_LINE_BYTES,
     InputLine,
     ScanReport,

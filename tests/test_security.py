@@ -36,7 +36,7 @@ from runcomfy_async import (
     SubmissionUncertainError,
 )
 from runcomfy_async._download import Downloader, DownloadError
-from runcomfy_async._emulator_http import listen
+from runcomfy_async._emulator._http import listen
 from runcomfy_async.testing import FakeRunComfy
 
 from .conftest import TOKEN, serving

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from .models import describe, get_model
+from ..models import describe, get_model
 
 __all__ = [
     "EXIT_CONFIG",

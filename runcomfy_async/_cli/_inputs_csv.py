@@ -11,10 +11,10 @@ import csv
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from ._cli_args import UsageError, _coerce, _guess
-from ._exceptions import _one_line
+from .._exceptions import _one_line
+from ..models import describe, get_model
+from ._args import UsageError, _coerce, _guess
 from ._inputs_common import _KEY, _check, _decode, _Lines, _too_long
-from .models import describe, get_model
 
 _Item = TypeVar("_Item")
 _Make = Callable[[int, int, str | None, dict[str, Any], str | None, str], _Item]

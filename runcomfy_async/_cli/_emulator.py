@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from typing import Any
 
@@ -81,18 +82,21 @@ def emulator_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def run_emulator_main(args: argparse.Namespace) -> int:
     """Run :func:`run_emulator` on the chosen event loop."""
     if args.loop == "uvloop":
+        # uvloop is optional and untyped here: look it up at run time so the type
+        # checker never needs it installed.
         try:
-            import uvloop
+            uvloop = importlib.import_module("uvloop")
         except ImportError:
             print("error: --loop uvloop needs uvloop installed", file=sys.stderr)
             return 2
-        return uvloop.run(run_emulator(args))
+        code: int = uvloop.run(run_emulator(args))
+        return code
     return asyncio.run(run_emulator(args))
 
 
 async def run_emulator(args: argparse.Namespace) -> int:
     """Serve until interrupted; prints the base URLs first."""
-    from .testing import FakeRunComfy
+    from ..testing import FakeRunComfy
 
     try:
         fake = FakeRunComfy(**emulator_kwargs(args))

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Collection
 
 from aiohttp import web
 
-from ._emulator_http import ALL_ENDPOINTS, Script, reset_connection, server_error, truncated
+from ._http import ALL_ENDPOINTS, Script, reset_connection, server_error, truncated
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 """An endpoint's real handler, as the emulator's model API provides it."""

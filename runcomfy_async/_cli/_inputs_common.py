@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ._exceptions import InputValidationError, _one_line
-from .models import validate_inputs
+from .._exceptions import InputValidationError, _one_line
+from ..models import validate_inputs
 
 _KEY = "_key"
 

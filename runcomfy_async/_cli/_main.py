@@ -16,8 +16,17 @@ from typing import Any
 
 import msgspec
 
-from . import __version__
-from ._cli_args import (
+from .._client import AsyncClient
+from .._exceptions import (
+    AuthenticationError,
+    ConfigError,
+    InputValidationError,
+    JobError,
+    RunComfyError,
+)
+from .._version import __version__
+from ..models import MODELS, describe
+from ._args import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -26,15 +35,6 @@ from ._cli_args import (
     UsageError,
     parse_sets,
 )
-from ._client import AsyncClient
-from ._exceptions import (
-    AuthenticationError,
-    ConfigError,
-    InputValidationError,
-    JobError,
-    RunComfyError,
-)
-from .models import MODELS, describe
 
 __all__ = ["main"]
 
@@ -91,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the typed models with their fields")
     models.add_argument("model", nargs="?", help="show one model only")
 
-    from ._cli_batch import add_batch_parser
-    from ._cli_emulator import add_emulator_parser
+    from ._batch import add_batch_parser
+    from ._emulator import add_emulator_parser
 
     add_batch_parser(sub, _common)
     add_emulator_parser(sub)
@@ -117,7 +117,7 @@ def _inputs(model: str, sets: list[str], raw_json: str | None) -> dict[str, Any]
 async def open_client(args: argparse.Namespace) -> AsyncIterator[AsyncClient]:
     """An AsyncClient for the command line's connection options (an emulator if --sandbox)."""
     if getattr(args, "sandbox", False):
-        from .testing import FakeRunComfy
+        from ..testing import FakeRunComfy
 
         async with (
             FakeRunComfy(
@@ -159,7 +159,7 @@ async def _run(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         shown = _result_dict(res)
         if args.out and res.urls:
-            from ._download import Downloader
+            from .._download import Downloader
 
             async with Downloader(args.out) as downloader:
                 files = await downloader.fetch_all(list(res.urls), stem=job.request_id[:8])
@@ -217,11 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "models":
             return _models(args)
         if args.command == "emulator":
-            from ._cli_emulator import run_emulator_main
+            from ._emulator import run_emulator_main
 
             return run_emulator_main(args)
         if args.command == "batch":
-            from ._cli_batch import run_batch
+            from ._batch import run_batch
 
             return run_batch(args, open_client)
         handler = {"run": _run, "submit": _submit}.get(args.command, _one)

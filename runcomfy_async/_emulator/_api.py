@@ -20,8 +20,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ._emulator_http import error_response, iso_time, json_response
-from ._emulator_jobs import (
+from .._exceptions import InputValidationError
+from ._http import error_response, iso_time, json_response
+from ._jobs import (
     CANCELLED,
     FAILED,
     IN_QUEUE,
@@ -30,8 +31,7 @@ from ._emulator_jobs import (
     JobScheduler,
     draw_duration,
 )
-from ._emulator_png import output_png
-from ._exceptions import InputValidationError
+from ._png import output_png
 
 __all__ = ["ModelApi"]
 

@@ -23,12 +23,12 @@ from typing import Any
 
 import msgspec
 
-from ._batch import BatchResult, BatchRunner
-from ._cli_args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, parse_sets
-from ._cli_progress import Progress
+from .._batch import BatchResult, BatchRunner
+from .._journal import Journal
+from ._args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, parse_sets
 from ._gallery import write_gallery
 from ._inputs import detect_format, read_inputs, scan
-from ._journal import Journal
+from ._progress import Progress
 
 __all__ = ["add_batch_parser", "run_batch"]
 

@@ -27,11 +27,11 @@ from typing import Any, BinaryIO, Literal
 
 import msgspec
 
-from ._cli_args import UsageError
-from ._exceptions import _one_line
+from .._exceptions import _one_line
+from ..models._schema import show_value
+from ._args import UsageError
 from ._inputs_common import _KEY, _check, _decode, _Lines, _too_long
 from ._inputs_csv import _read_csv
-from .models._schema import show_value
 
 __all__ = [
     "MAX_LINE_BYTES",

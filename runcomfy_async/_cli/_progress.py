@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._batch import BatchResult, BatchRunner
-    from ._client import AsyncClient
+    from .._batch import BatchResult, BatchRunner
+    from .._client import AsyncClient
 
 __all__ = ["Progress"]
 
