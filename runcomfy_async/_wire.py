@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
+
+from ._states import Phase
 
 __all__ = [
     "CancelResponse",
@@ -26,9 +28,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("runcomfy_async")
-
-Phase = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-"""A job's state in one vocabulary shared by ``/status`` and ``/result``."""
 
 _PHASES: dict[str, Phase] = {
     "in_queue": "queued",
