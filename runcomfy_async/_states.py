@@ -1,4 +1,4 @@
-"""The one vocabulary of states, shared by the library, the batch, the journal, the CLI and the gallery.
+"""One vocabulary of states, shared by library, batch, journal, CLI and gallery.
 
 A *job* state (:data:`Phase`) is what the server says of one request; the server's own words
 (``completed``, ``in_progress`` …) are mapped onto it once, in :mod:`runcomfy_async._wire`.
