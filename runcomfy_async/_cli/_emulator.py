@@ -19,31 +19,51 @@ def add_emulator_parser(sub: Any) -> None:
         description="Serve an emulator of the RunComfy Model API on loopback, for tests and "
         "benchmarks. Point a client at the printed base URL with any token (or --token).",
     )
-    emu.add_argument("--host", default="127.0.0.1")
-    emu.add_argument("--port", type=int, default=8787)
-    emu.add_argument("--output-port", type=int, default=0, help="port of the outputs origin")
+    emu.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    emu.add_argument("--port", type=int, default=8787, help="API port (0: any free port)")
+    emu.add_argument(
+        "--output-port", type=int, default=0, help="port of the outputs origin (0: any free port)"
+    )
     emu.add_argument("--token", help="require this token (default: accept any)")
     emu.add_argument("--duration-mean", type=float, default=1.0, help="mean job seconds")
     emu.add_argument("--duration-sigma", type=float, default=0.3, help="lognormal sigma")
-    emu.add_argument("--concurrency", type=int, help="server slots (default: no queue)")
-    emu.add_argument("--failure-rate", type=float, default=0.0)
-    emu.add_argument("--failed-status", choices=("completed", "failed"), default="completed")
-    emu.add_argument("--pending-result", choices=("200", "400005"), default="200")
+    emu.add_argument(
+        "--concurrency", type=int, help="jobs run at once; more wait in a queue (default: no queue)"
+    )
+    emu.add_argument("--failure-rate", type=float, default=0.0, help="share of jobs that fail")
+    emu.add_argument(
+        "--failed-status",
+        choices=("completed", "failed"),
+        default="completed",
+        help="what /status says of a failed job",
+    )
+    emu.add_argument(
+        "--pending-result",
+        choices=("200", "400005"),
+        default="200",
+        help="how /result answers while a job runs: its state, or error 400005",
+    )
     emu.add_argument("--rate-limit", type=float, help="requests/second before 429")
-    emu.add_argument("--rate-burst", type=int)
+    emu.add_argument(
+        "--rate-burst",
+        type=int,
+        help="requests allowed back to back before 429 (default: the rate, rounded up)",
+    )
     emu.add_argument("--no-retry-after", action="store_true", help="send 429 without Retry-After")
     emu.add_argument("--error-rate", type=float, default=0.0, help="injected 5xx probability")
     emu.add_argument("--reset-rate", type=float, default=0.0, help="connection reset probability")
-    emu.add_argument("--slow-rate", type=float, default=0.0)
-    emu.add_argument("--slow-seconds", type=float, default=5.0)
-    emu.add_argument("--malformed-rate", type=float, default=0.0)
+    emu.add_argument("--slow-rate", type=float, default=0.0, help="share of slow answers")
+    emu.add_argument("--slow-seconds", type=float, default=5.0, help="delay of a slow answer")
+    emu.add_argument(
+        "--malformed-rate", type=float, default=0.0, help="share of answers with a broken body"
+    )
     emu.add_argument(
         "--fault-endpoints",
         default="status,result",
         help="comma-separated endpoints the faults apply to (submit,status,result,cancel,output)",
     )
     emu.add_argument("--no-validate", action="store_true", help="skip seed-model validation")
-    emu.add_argument("--seed", type=int)
+    emu.add_argument("--seed", type=int, help="random seed, for repeatable runs")
     emu.add_argument(
         "--loop",
         choices=("asyncio", "uvloop"),
