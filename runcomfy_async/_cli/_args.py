@@ -1,13 +1,17 @@
-"""Turning command-line text into inputs: ``--set key=value`` typed by the model's schema."""
+"""Turning command-line text into inputs: ``--set key=value`` typed by the model's schema.
+
+Also the command's exit codes, its usage error, and the warning for a model id that is not in
+the bundled catalog. The model catalog is imported only when a value has to be typed, so the
+parser and ``--help`` stay light.
+"""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
-
-from ..models import describe, get_model
 
 __all__ = [
     "EXIT_CONFIG",
@@ -16,7 +20,9 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "UsageError",
+    "nearest_model",
     "parse_sets",
+    "unknown_model_warning",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -27,31 +33,32 @@ class UsageError(Exception):
     """A command line that cannot be acted on (exit code 2)."""
 
 
+_TYPES: dict[str, type] = {"integer": int, "number": float, "boolean": bool}
+# msgspec's lax mode reads true/false/1/0; people also write these.
+_WORDS = {"yes": "true", "on": "true", "no": "false", "off": "false"}
+_EXPECTED = {"integer": "an integer", "number": "a number", "boolean": "true or false"}
+
+
 def _coerce(kind: str, raw: str, key: str) -> Any:
+    """Type ``raw`` as the schema's ``kind`` (``integer``, ``list[string]`` ...) says.
+
+    Raises:
+        UsageError: the text does not read as that type.
+    """
     if kind == "string":
         return raw
-    if kind == "integer":
-        try:
-            return int(raw)
-        except ValueError:
-            raise UsageError(f"--set {key}={raw}: expected an integer") from None
-    if kind == "number":
-        try:
-            return float(raw)
-        except ValueError:
-            raise UsageError(f"--set {key}={raw}: expected a number") from None
-    if kind == "boolean":
-        low = raw.lower()
-        if low in ("true", "1", "yes", "on"):
-            return True
-        if low in ("false", "0", "no", "off"):
-            return False
-        raise UsageError(f"--set {key}={raw}: expected true or false")
     if kind.startswith("list"):
         if raw.startswith("["):
             return _json_value(raw, key)
         return [part.strip() for part in raw.split(",") if part.strip()]
-    return _guess(raw)
+    target = _TYPES.get(kind)
+    if target is None:
+        return _guess(raw)
+    text = _WORDS.get(raw.strip().lower(), raw.strip()) if target is bool else raw.strip()
+    try:
+        return msgspec.convert(text, target, strict=False)
+    except msgspec.ValidationError:
+        raise UsageError(f"--set {key}={raw}: expected {_EXPECTED[kind]}") from None
 
 
 def _json_value(raw: str, key: str) -> Any:
@@ -77,6 +84,8 @@ def parse_sets(model_id: str, pairs: Iterable[str]) -> dict[str, Any]:
     Raises:
         UsageError: a pair without ``=``, or a value that does not fit its field's type.
     """
+    from ..models import describe, get_model
+
     cls = get_model(model_id)
     kinds = {f.name: f.type for f in describe(cls)} if cls is not None else {}
     out: dict[str, Any] = {}
@@ -88,3 +97,30 @@ def parse_sets(model_id: str, pairs: Iterable[str]) -> dict[str, Any]:
         kind = kinds.get(key)
         out[key] = _coerce(kind, raw, key) if kind is not None else _guess(raw)
     return out
+
+
+def nearest_model(model_id: str) -> str | None:
+    """The bundled catalog's model id closest to ``model_id`` (``None`` if none is close)."""
+    from ..models import MODELS
+
+    near = difflib.get_close_matches(model_id, list(MODELS), n=1, cutoff=0.75)
+    return near[0] if near else None
+
+
+def unknown_model_warning(model_id: str) -> str | None:
+    """A warning for a model id missing from the bundled catalog, naming the nearest one.
+
+    Returns:
+        ``None`` for a known model; else one line, with a suggestion when an id is close.
+    """
+    from ..models import MODELS
+
+    if model_id in MODELS:
+        return None
+    near = nearest_model(model_id)
+    if near:
+        return f"warning: unknown model {model_id!r}; did you mean {near!r}?"
+    return (
+        f"warning: {model_id!r} is not in the bundled catalog (runcomfy-async models); "
+        "sending it as given"
+    )

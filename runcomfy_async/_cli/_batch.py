@@ -30,34 +30,7 @@ from ._gallery import write_gallery
 from ._inputs import detect_format, read_inputs, scan
 from ._progress import Progress
 
-__all__ = ["add_batch_parser", "run_batch"]
-
-
-def add_batch_parser(sub: Any, common: Any) -> None:
-    """Add the ``batch`` sub-command to ``sub``; ``common`` adds the connection options."""
-    batch = sub.add_parser(
-        "batch",
-        help="run a model over every line of a file (txt, jsonl, csv or - for stdin)",
-        description="Run a model over many inputs with progress, downloads, a journal for "
-        "--resume, results.jsonl and an HTML gallery in --out.",
-    )
-    batch.add_argument("input", help="a .txt (one prompt a line), .jsonl, .csv file, or -")
-    batch.add_argument("--model", required=True, help="model id")
-    batch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="a field shared by every input (a line's own value wins)")  # fmt: skip
-    batch.add_argument("--out", required=True, help="output folder")
-    batch.add_argument("--format", choices=("txt", "jsonl", "csv"), help="input format")
-    batch.add_argument("--max-in-flight", type=int, default=64, help="jobs alive at once")
-    batch.add_argument("--no-download", action="store_true", help="record URLs only")
-    batch.add_argument("--resume", action="store_true", help="continue the journal in --out")
-    batch.add_argument("--resubmit-uncertain", action="store_true",
-                       help="on resume, submit again inputs whose submit outcome is unknown "
-                       "(they may be billed twice)")  # fmt: skip
-    batch.add_argument("--on-invalid", choices=("fail", "skip"), default="fail",
-                       help="bad lines: refuse the whole file (default) or skip them")  # fmt: skip
-    batch.add_argument("--fsync", action="store_true", help="fsync the journal per record")
-    batch.add_argument("--progress", choices=("auto", "bar", "plain", "none"), default="auto")
-    common(batch)
+__all__ = ["run_batch"]
 
 
 @contextlib.contextmanager
