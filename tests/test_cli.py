@@ -194,7 +194,10 @@ def test_emulator_command_serves(tmp_path: Path) -> None:
         assert line.startswith("emulator: API http://127.0.0.1:")
         base = line.split()[2]
         req = urllib.request.Request(
-            f"{base}/v1/models/{T2I}", data=b'{"prompt": "x"}', method="POST"
+            f"{base}/v1/models/{T2I}",
+            data=b'{"prompt": "x"}',
+            method="POST",
+            headers={"Authorization": "Bearer any-token"},
         )
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert "request_id" in json.loads(resp.read())

@@ -25,12 +25,13 @@ MODEL = "google/nano-banana-2/text-to-image"
 OTHER_MODEL = "acme/some-model/v1"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+AUTH = {"Authorization": "Bearer any-token"}
 
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """An aiohttp session without credentials."""
-    async with aiohttp.ClientSession() as session:
+    """An aiohttp session with a bearer token (any token passes unless the test sets one)."""
+    async with aiohttp.ClientSession(headers=AUTH) as session:
         yield session
 
 
@@ -187,7 +188,7 @@ def test_virtual_time_queue_with_cancels() -> None:
 
 @pytest.mark.anyio
 async def test_cancel_queued_job_but_not_running_one(http: aiohttp.ClientSession) -> None:
-    """Cancel answers 202: a queued job is cancelled, a running one is not_cancellable."""
+    """Cancel answers 202: a queued job is cancelled once; a repeat or a running one is not."""
     async with FakeRunComfy(concurrency=1, duration_mean=5.0) as fake:
         running, queued, later = [(await submit(http, fake))["request_id"] for _ in range(3)]
         cancel = f"{fake.base_url}/v1/requests/{{}}/cancel"
@@ -196,6 +197,11 @@ async def test_cancel_queued_job_but_not_running_one(http: aiohttp.ClientSession
         assert (status, body) == (
             202,
             {"request_id": queued, "status": "cancelled", "outcome": "cancelled"},
+        )
+        status, body, _ = await call(http, "POST", cancel.format(queued))
+        assert (status, body) == (
+            202,
+            {"request_id": queued, "status": "cancelled", "outcome": "not_cancellable"},
         )
         status, body, _ = await call(http, "POST", cancel.format(running))
         assert (status, body) == (
@@ -440,7 +446,7 @@ async def test_outputs_are_real_pngs_and_auth_headers_are_counted(
         rid = (await submit(http, fake, {"num_images": 2}))["request_id"]
         _, result, _ = await call(http, "GET", f"{fake.base_url}/v1/requests/{rid}/result")
         first, second = result["output"]["images"]
-        async with http.get(first) as resp:
+        async with aiohttp.ClientSession() as bare, bare.get(first) as resp:
             assert resp.status == 200 and resp.content_type == "image/png"
             png = await resp.read()
         assert png.startswith(PNG_SIGNATURE)

@@ -65,6 +65,43 @@ def add_emulator_parser(sub: Any) -> None:
     emu.add_argument("--no-validate", action="store_true", help="skip seed-model validation")
     emu.add_argument("--seed", type=int, help="random seed, for repeatable runs")
     emu.add_argument(
+        "--balance",
+        type=int,
+        help="jobs the account can pay for; beyond it submits are refused (default: unlimited)",
+    )
+    emu.add_argument(
+        "--balance-error",
+        choices=("400002", "402"),
+        default="400002",
+        help="answer to a submit beyond the balance: HTTP 400 with 400002, or HTTP 402",
+    )
+    emu.add_argument(
+        "--auth-error",
+        choices=("401", "400004"),
+        default="401",
+        help="answer to bad or revoked credentials: HTTP 401, or HTTP 400 with 400004",
+    )
+    emu.add_argument(
+        "--revoke-after",
+        type=int,
+        help="revoke the token after this many authorized API requests (default: never)",
+    )
+    emu.add_argument(
+        "--output-drip",
+        type=float,
+        help="seconds between single bytes of an output body (a slow-drip output host)",
+    )
+    emu.add_argument(
+        "--output-drip-count",
+        type=int,
+        help="only the first N output requests drip (default: all, with --output-drip)",
+    )
+    emu.add_argument(
+        "--state",
+        metavar="PATH",
+        help="keep the jobs in this file, so a restarted emulator continues them",
+    )
+    emu.add_argument(
         "--loop",
         choices=("asyncio", "uvloop"),
         default="asyncio",
@@ -96,6 +133,13 @@ def emulator_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "fault_endpoints": tuple(e for e in args.fault_endpoints.split(",") if e),
         "validate": not args.no_validate,
         "seed": args.seed,
+        "balance": args.balance,
+        "balance_error": args.balance_error,
+        "auth_error": args.auth_error,
+        "revoke_after": args.revoke_after,
+        "output_drip": args.output_drip,
+        "output_drip_count": args.output_drip_count,
+        "state_path": args.state,
     }
 
 
@@ -120,10 +164,10 @@ async def run_emulator(args: argparse.Namespace) -> int:
 
     try:
         fake = FakeRunComfy(**emulator_kwargs(args))
-    except ValueError as exc:
+        await fake.start()
+    except ValueError as exc:  # a knob out of range, or --state naming a foreign file
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    await fake.start()
     print(f"emulator: API {fake.base_url}  outputs {fake.output_base_url}", flush=True)
     try:
         await fake.serve_forever()

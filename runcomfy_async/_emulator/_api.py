@@ -31,7 +31,7 @@ from ._jobs import (
     JobScheduler,
     draw_duration,
 )
-from ._png import output_png
+from ._state import StateFile
 
 __all__ = ["ModelApi"]
 
@@ -58,6 +58,9 @@ class ModelApi:
         always_list: put even a single output URL in an ``images`` list.
         max_body_bytes: larger submit bodies get 413.
         output_base_url: returns the output listener's origin (its port may change on start).
+        charge: pays for one job before it is created; returns the refusal to send instead
+            (an empty balance), or ``None``.
+        state: where job creations and cancels are recorded, or ``None``.
 
     Attributes:
         jobs: every job by request id.
@@ -79,6 +82,8 @@ class ModelApi:
         always_list: bool,
         max_body_bytes: int,
         output_base_url: Callable[[], str],
+        charge: Callable[[], web.Response | None] = lambda: None,
+        state: StateFile | None = None,
     ):
         self._sched = sched
         self._job_rng = rng
@@ -92,6 +97,8 @@ class ModelApi:
         self._always_list = always_list
         self._max_body = max_body_bytes
         self._output_base_url = output_base_url
+        self._charge = charge
+        self._state = state
         self.jobs: dict[str, FakeJob] = {}
         self.jobs_created = 0
         self.early_results: collections.Counter[str] = collections.Counter()
@@ -105,7 +112,8 @@ class ModelApi:
         Returns:
             200 with ``request_id`` and absolute ``*_url`` fields built from the request's own
             Host; 400/400001 for a malformed model id, 413 for an oversize body, 422/422001
-            for a body that is not a JSON object or breaks a seed model's schema.
+            for a body that is not a JSON object or breaks a seed model's schema, and the
+            account's refusal (400/400002 or 402) when the balance is empty.
         """
         model_id = request.match_info["model_id"]
         if not _MODEL_ID.match(model_id) or any(
@@ -132,6 +140,9 @@ class ModelApi:
                     validator(model_id, inputs)
                 except InputValidationError as exc:
                     return self._unprocessable(exc.field, exc.reason, "value_error")
+        refusal = self._charge()
+        if refusal is not None:
+            return refusal
         job = self.create_job(model_id, inputs)
         base = f"{request.scheme}://{request.host}/v1/requests/{job.request_id}"
         return json_response(
@@ -189,7 +200,49 @@ class ModelApi:
         self._sched.admit(job, job.created)
         self.jobs[job.request_id] = job
         self.jobs_created += 1
+        if self._state is not None:
+            self._state.job_created(job)
         return job
+
+    def restore_job(
+        self,
+        *,
+        request_id: str,
+        model_id: str,
+        inputs: dict[str, Any],
+        created_at: datetime,
+        created: float,
+        duration: float,
+        will_fail: bool,
+        num_images: int,
+    ) -> FakeJob:
+        """Re-create a job read from a state file (admitted at its original time, unpaid).
+
+        Jobs must be restored in creation order, interleaved in time with
+        :meth:`restore_cancel`, so the queue replays as it happened.
+
+        Returns:
+            The restored job (counted in :attr:`jobs_created`).
+        """
+        job = FakeJob(
+            self._sched,
+            request_id=request_id,
+            model_id=model_id,
+            inputs=inputs,
+            created_at=created_at,
+            created=created,
+            duration=duration,
+            will_fail=will_fail,
+            num_images=num_images,
+        )
+        self._sched.admit(job, created)
+        self.jobs[request_id] = job
+        self.jobs_created += 1
+        return job
+
+    def restore_cancel(self, job: FakeJob, at: float) -> None:
+        """Replay a cancel read from a state file at monotonic time ``at``."""
+        self._sched.cancel(job, at)
 
     def _lookup(self, request: web.Request) -> FakeJob | web.Response:
         job = self.jobs.get(request.match_info["request_id"])
@@ -263,16 +316,18 @@ class ModelApi:
             request: the HTTP request.
 
         Returns:
-            202 with ``outcome`` ``cancelled`` (queued, or already cancelled) or
-            ``not_cancellable`` and the current status; 404 for an unknown id.
+            202 with ``outcome`` ``cancelled`` when this call cancelled a queued job, else
+            ``not_cancellable`` with the current status (running, finished, or cancelled
+            by an earlier call); 404 for an unknown id.
         """
         job = self._lookup(request)
         if isinstance(job, web.Response):
             return job
         sched = self._sched
         now = time.monotonic()
-        if sched.cancel(job, now) or job.cancelled_at is not None:
-            # Cancelling twice answers like the first time, so a retried cancel is harmless.
+        if sched.cancel(job, now):
+            if self._state is not None:
+                self._state.job_cancelled(job)
             return json_response(
                 202, {"request_id": job.request_id, "status": "cancelled", "outcome": "cancelled"}
             )
@@ -280,18 +335,3 @@ class ModelApi:
         return json_response(
             202, {"request_id": job.request_id, "status": status, "outcome": "not_cancellable"}
         )
-
-    async def image(self, request: web.Request) -> web.Response:
-        """``GET /outputs/{id}/{i}.png`` on the output listener: a small real PNG.
-
-        Args:
-            request: the HTTP request.
-
-        Returns:
-            200 ``image/png``, or 404 unless the job succeeded and has output ``i``.
-        """
-        job = self.jobs.get(request.match_info["request_id"])
-        index = int(request.match_info["index"])
-        if job is None or index >= job.num_images or job.state != SUCCEEDED:
-            return error_response(404, 404001, "output not found")
-        return web.Response(body=output_png(job.request_id, index), content_type="image/png")
