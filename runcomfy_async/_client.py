@@ -430,7 +430,7 @@ class AsyncClient:
         server only says "not ready") and ``.output`` is ``None``. A failed job is returned,
         not raised: look at ``.status`` and ``.error``. To wait, await the job instead.
         """
-        path = f"/v1/requests/{check_request_id(request_id)}/result"
+        path = f"/v1/requests/{check_request_id(request_id)}/result?include_cost=true"
         self._require_open()
         try:
             return await self._read("result", "GET", path, RESULT_DECODER.decode)
@@ -440,7 +440,7 @@ class AsyncClient:
             raise
 
     async def _poll_result(self, request_id: str) -> Result:
-        path = f"/v1/requests/{request_id}/result"
+        path = f"/v1/requests/{request_id}/result?include_cost=true"
         return await self._once("read", "result", "GET", path, RESULT_DECODER.decode)
 
     async def cancel(self, request_id: str) -> CancelResponse:

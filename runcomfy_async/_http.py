@@ -28,7 +28,7 @@ from ._exceptions import (
 )
 from ._retry import parse_retry_after
 from ._version import __version__
-from ._wire import ERROR_DECODER, ErrorBody
+from ._wire import ERROR_DECODER, ErrorBody, error_envelope
 
 __all__ = ["ApiTransport", "Reply"]
 
@@ -194,19 +194,17 @@ class ApiTransport:
     def decode(self, reply: Reply, decoder: Callable[[bytes], T], method: str, path: str) -> T:
         """Decode a 2xx body with ``decoder``; raise the matching error for anything else.
 
-        HTTP 200 with a non-null ``error_code`` is an error, never a success.
+        HTTP 200 with a non-null ``error_code`` is an error, never a success, except in a
+        status or result body whose own ``status`` says the job failed: that is the job's
+        failure, decoded as such.
         """
         url = self.base_url + path
         if not 200 <= reply.status < 300:
             raise self.status_error(reply, method, url)
-        if b'"error_code"' in reply.body or b'"code"' in reply.body:
-            envelope = _decode_error(reply.body)
-            if (
-                envelope is not None
-                and envelope.numeric_code is not None
-                and (envelope.error_code is not None or envelope.error is not None)
-            ):
-                raise self.status_error(reply, method, url, envelope)
+        # A job's own body saying it failed is the job's failure, not the call's.
+        envelope = error_envelope(reply.body, job_read=_is_job_read(path))
+        if envelope is not None:
+            raise self.status_error(reply, method, url, envelope)
         try:
             return decoder(reply.body)
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
@@ -248,6 +246,11 @@ class ApiTransport:
         if cls is RateLimitError:
             return RateLimitError(message, retry_after=reply.retry_after, **kw)
         return cls(message, **kw)
+
+
+def _is_job_read(path: str) -> bool:
+    """Whether ``path`` reads a job's status or result (the query string aside)."""
+    return path.partition("?")[0].endswith(("/status", "/result"))
 
 
 def _decode_error(body: bytes) -> ErrorBody | None:

@@ -1,6 +1,10 @@
 """msgspec Structs for every body of the Model API, and the decoders, built once at import.
 
 Unknown fields are ignored everywhere (the API grows). Field names follow the wire exactly.
+What matters (a job's status, its outputs and its error, a submit's request id) is decoded
+strictly; every other field leniently: a value of an unexpected type (a string ``cost``, an
+integer ``created_at``) is dropped, logged once per field, and never makes a body undecodable
+(see :class:`TolerantDecoder`).
 State names differ between endpoints: ``/status`` says ``completed`` where ``/result`` says
 ``succeeded`` or ``failed``; :func:`classify` maps both onto one small vocabulary.
 """
@@ -8,9 +12,10 @@ State names differ between endpoints: ``/status`` says ``completed`` where ``/re
 from __future__ import annotations
 
 import logging
+import typing
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
@@ -24,7 +29,9 @@ __all__ = [
     "Result",
     "StatusResponse",
     "SubmitResponse",
+    "TolerantDecoder",
     "classify",
+    "error_envelope",
 ]
 
 logger = logging.getLogger("runcomfy_async")
@@ -190,7 +197,8 @@ class Result(msgspec.Struct, frozen=True):
         error: on failure, the server's error exactly as sent (string, object or list).
         created_at: when the job was created (aware datetime), if the server said.
         finished_at: when the job finished (aware datetime), if the server said.
-        cost: the job's cost in USD when the server reports it.
+        cost: the job's cost in USD when the server reports it (a finite number >= 0;
+            anything else the server sends there is ignored).
         model_id: the model that ran, when the server reports it.
     """
 
@@ -200,7 +208,7 @@ class Result(msgspec.Struct, frozen=True):
     error: Any = None
     created_at_raw: str | None = msgspec.field(default=None, name="created_at")
     finished_at_raw: str | None = msgspec.field(default=None, name="finished_at")
-    cost: float | None = None
+    cost: Annotated[float, msgspec.Meta(ge=0)] | None = None
     model_id: str | None = None
 
     @property
@@ -305,9 +313,149 @@ def _dec_hook(type_: type, obj: Any) -> Any:
     raise NotImplementedError(f"no decoder for {type_!r}")
 
 
+S = TypeVar("S", bound=msgspec.Struct)
+
+# (struct name, field name) pairs already logged as dropped: one warning per field, not per body.
+_dropped_seen: set[tuple[str, str]] = set()
+
+
+class TolerantDecoder(Generic[S]):
+    """Decode a body into ``cls``: the ``strict`` fields must fit, the others are optional extras.
+
+    The fast path is one strict msgspec decode. Only when it fails is the body decoded again
+    with every extra typed ``Any``; each extra that does not fit its declared type is then
+    dropped (it takes its default) and logged once per field. A strict field that does not
+    fit still raises :class:`msgspec.ValidationError`.
+
+    Args:
+        cls: the Struct to build.
+        strict: the fields that must decode as declared.
+        dec_hook: msgspec's hook for custom types (e.g. :class:`Output`).
+    """
+
+    def __init__(
+        self,
+        cls: type[S],
+        strict: tuple[str, ...],
+        dec_hook: Any = None,
+    ):
+        self._cls = cls
+        self._strict = msgspec.json.Decoder(cls, dec_hook=dec_hook)
+        self._dec_hook = dec_hook
+        hints = typing.get_type_hints(cls, include_extras=True)
+        info = msgspec.structs.fields(cls)
+        self._extras = tuple(
+            (f.name, f.encode_name, hints[f.name], f.default) for f in info if f.name not in strict
+        )
+        loose: list[tuple[str, Any] | tuple[str, Any, Any]] = [
+            (f.name, hints[f.name] if f.name in strict else Any)
+            if f.required
+            else (f.name, hints[f.name] if f.name in strict else Any, f.default)
+            for f in info
+        ]
+        rename = {f.name: f.encode_name for f in info}
+        loose_cls = msgspec.defstruct(f"_Loose{cls.__name__}", loose, rename=rename, frozen=True)
+        self._loose = msgspec.json.Decoder(loose_cls, dec_hook=dec_hook)
+
+    def decode(self, body: bytes) -> S:
+        """Decode ``body``, dropping extras of an unexpected type.
+
+        Raises:
+            msgspec.DecodeError: the body is not JSON.
+            msgspec.ValidationError: a strict field is missing or of the wrong type.
+        """
+        try:
+            return self._strict.decode(body)
+        except msgspec.ValidationError:
+            loose = self._loose.decode(body)
+        values = {name: getattr(loose, name) for name in self._cls.__struct_fields__}
+        for name, wire_name, hint, default in self._extras:
+            value = values[name]
+            if value is default:
+                continue
+            try:
+                values[name] = msgspec.convert(value, hint, dec_hook=self._dec_hook)
+            except msgspec.ValidationError as exc:
+                values[name] = default
+                key = (self._cls.__name__, wire_name)
+                if key not in _dropped_seen:
+                    _dropped_seen.add(key)
+                    logger.warning(
+                        "ignoring the field %r of a %s from the API: %s (logged once per field)",
+                        wire_name,
+                        self._cls.__name__,
+                        exc,
+                    )
+        return self._cls(**values)
+
+
+class _ResultDecoder(TolerantDecoder[Result]):
+    """Results, where a failed job's error may come as ``error_code``/``error_message``."""
+
+    def decode(self, body: bytes) -> Result:
+        """Decode a result; a failure's ``error_code``/``error_message`` become its ``error``."""
+        result = super().decode(body)
+        if result.error is None and result.phase == "failed" and b'"error_' in body:
+            envelope = _decode_error_body(body)
+            if envelope is not None:
+                error = {
+                    k: v
+                    for k, v in (
+                        ("error_code", envelope.error_code),
+                        ("error_message", envelope.error_message),
+                    )
+                    if v is not None
+                }
+                if error:
+                    result = msgspec.structs.replace(result, error=error)
+        return result
+
+
+def _decode_error_body(body: bytes) -> ErrorBody | None:
+    try:
+        return ERROR_DECODER.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+_JOB_STATUS = msgspec.json.Decoder(msgspec.defstruct("_JobStatus", [("status", Any, None)]))
+
+
+def error_envelope(body: bytes, *, job_read: bool = False) -> ErrorBody | None:
+    """The API error an HTTP 200 body carries, or ``None`` when it is not an error envelope.
+
+    Some RunComfy APIs answer HTTP 200 with a non-null ``error_code``: that is the call's
+    failure. But a job's own body (``job_read``: a status or result read) whose ``status``
+    says the job failed is the *job's* failure, reported by the job, not an API error.
+
+    Args:
+        body: the raw 2xx body.
+        job_read: the body answers a status or result read of a job.
+    """
+    if b'"error_code"' not in body and b'"code"' not in body:
+        return None
+    envelope = _decode_error_body(body)
+    if (
+        envelope is None
+        or envelope.numeric_code is None
+        or (envelope.error_code is None and envelope.error is None)
+    ):
+        return None
+    if job_read:
+        try:
+            status = _JOB_STATUS.decode(body).status  # type: ignore[attr-defined]
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            status = None
+        if isinstance(status, str) and _PHASES.get(status.lower()) == "failed":
+            return None
+    return envelope
+
+
 _TIME_DECODER = msgspec.json.Decoder(datetime)
-SUBMIT_DECODER = msgspec.json.Decoder(SubmitResponse)
-STATUS_DECODER = msgspec.json.Decoder(StatusResponse)
-RESULT_DECODER = msgspec.json.Decoder(Result, dec_hook=_dec_hook)
-CANCEL_DECODER = msgspec.json.Decoder(CancelResponse)
+SUBMIT_DECODER = TolerantDecoder(SubmitResponse, strict=("request_id",))
+STATUS_DECODER = TolerantDecoder(StatusResponse, strict=("status", "error"))
+RESULT_DECODER: TolerantDecoder[Result] = _ResultDecoder(
+    Result, strict=("status", "output", "error"), dec_hook=_dec_hook
+)
+CANCEL_DECODER = TolerantDecoder(CancelResponse, strict=())
 ERROR_DECODER = msgspec.json.Decoder(ErrorBody)
