@@ -1,4 +1,4 @@
-"""Tolerant decoding: odd optional fields are dropped, never fail a job; a failed body is the job's."""
+"""Tolerant decoding: odd optional fields are dropped; a failed body is the job's failure."""
 
 from __future__ import annotations
 
