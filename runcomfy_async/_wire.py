@@ -414,7 +414,7 @@ class _ResultDecoder(TolerantDecoder[Result]):
 def _decode_error_body(body: bytes) -> ErrorBody | None:
     try:
         return ERROR_DECODER.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
 
 
@@ -444,7 +444,7 @@ def error_envelope(body: bytes, *, job_read: bool = False) -> ErrorBody | None:
     if job_read:
         try:
             status = _JOB_STATUS.decode(body).status  # type: ignore[attr-defined]
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             status = None
         if isinstance(status, str) and _PHASES.get(status.lower()) == "failed":
             return None

@@ -1,13 +1,18 @@
 """The catalog of typed models: :data:`MODELS`, :func:`get_model`, :func:`validate_inputs`.
 
 The API is open: any RunComfy model id may be submitted. Models in this catalog get their
-inputs checked client-side; all others are sent as given.
+inputs checked client-side; all others are sent as given. The bundled schemas may lag the
+API: a field they do not know is sent as is (with a warning, once), and only a near-miss of a
+known field (``aspect_ration``) is refused.
 """
 
+import difflib
+import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from .._exceptions import InputValidationError
 from ._base import ModelInput, convert
 from ._schema import field_table
 from .google import (
@@ -17,7 +22,15 @@ from .google import (
     NanoBananaProTextToImage,
 )
 
-__all__ = ["MODELS", "get_model", "validate_inputs"]
+__all__ = ["MODELS", "NEAR_MISS_CUTOFF", "get_model", "validate_inputs"]
+
+logger = logging.getLogger("runcomfy_async")
+
+NEAR_MISS_CUTOFF = 0.8
+"""How alike (``difflib`` ratio, 0 to 1) an unknown field name must be to a known one to be
+refused as a typo of it; a less alike name is taken for a field the bundled schema lacks."""
+
+_warned: set[tuple[str, str]] = set()
 
 _CLASSES: tuple[type[ModelInput], ...] = (
     NanoBanana2TextToImage,
@@ -58,13 +71,17 @@ def validate_inputs(model_id: str, data: Mapping[str, Any] | ModelInput) -> Mode
             (checked against ``model_id``'s schema, whatever class it is).
 
     Returns:
-        The checked inputs as the model's Struct, or ``None`` when the model has no typed
-        inputs (any other RunComfy model is allowed, unchecked).
+        The checked inputs as the model's Struct (without the fields the schema does not
+        know), or ``None`` when the model has no typed inputs (any other RunComfy model is
+        allowed, unchecked).
 
     Raises:
         InputValidationError: the inputs break the model's schema. ``field`` names the
             offending top-level field, ``model_id`` is set, and the reason lists what is
-            allowed, e.g. ``must be one of: '21:9', '16:9', ... (default '16:9')``.
+            allowed, e.g. ``must be one of: '21:9', '16:9', ... (default '16:9')``, or
+            the known field an unknown one resembles (``did you mean 'aspect_ratio'?``).
+            A field that resembles none is not an error: it is logged once and the client
+            sends it as given.
 
     Example:
         >>> from runcomfy_async.models import validate_inputs
@@ -77,4 +94,41 @@ output_format='png')
     cls = MODELS.get(model_id)
     if cls is None:
         return None
+    if isinstance(data, Mapping):
+        data = _known_only(cls, data)
     return convert(cls, data)
+
+
+def _known_only(cls: type[ModelInput], data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` without the fields ``cls`` does not know; a near-miss of a known one is refused.
+
+    Raises:
+        InputValidationError: an unknown field resembles a known one, naming both.
+    """
+    table = field_table(cls)
+    extra = [k for k in data if isinstance(k, str) and k not in table.by_name]
+    if not extra:
+        return data
+    known = list(table.by_name)
+    for name in extra:
+        close = (
+            difflib.get_close_matches(name, known, n=1, cutoff=NEAR_MISS_CUTOFF)
+            if len(name) <= 64
+            else []
+        )
+        if close:
+            raise InputValidationError(
+                f"is not an input of {cls.model_id}; did you mean {close[0]!r}? "
+                f"(known fields: {', '.join(known)})",
+                field=name,
+                model_id=cls.model_id,
+            )
+        if (cls.model_id, name) not in _warned:
+            _warned.add((cls.model_id, name))
+            logger.warning(
+                "%s: field %r is not in the bundled schema; sending it as given "
+                "(the API may have added it)",
+                cls.model_id,
+                name[:64],
+            )
+    return {k: v for k, v in data.items() if not (isinstance(k, str) and k not in table.by_name)}
