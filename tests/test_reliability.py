@@ -522,7 +522,7 @@ async def test_cli_skip_invalid_submits_only_valid_lines(
         b"{oops\n"
         b'{"prompt": "bad \xc3("}\n'
         b'{"prompt": "good two", "_key": "two"}\n'
-        b'{"prompt": "bad", "colour": "red"}\n'
+        b'{"prompt": "bad", "aspect_ration": "1:1"}\n'
     )
     out = tmp_path / "out"
     code, err = await _run_cli(
