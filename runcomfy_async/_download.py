@@ -103,7 +103,9 @@ class Downloader:
             and a longer body is cut off. ``None`` means no limit.
         connect_timeout: seconds to open a connection; ``None`` means no limit.
         read_timeout: seconds to wait for each read from the socket; ``None`` means no limit.
-            There is no total limit, so large files may take as long as they need.
+        file_timeout: seconds one file may take in all, retries included, so that a host
+            sending a byte now and then cannot hold a download slot for ever; ``None`` means
+            no limit.
         retry: the retry policy; transport errors, timeouts, 408, 429 and 5xx are retried with
             full-jitter backoff (429/503 honour ``Retry-After``). Other statuses are final.
         allow_insecure: also fetch ``http://`` URLs of hosts that are not loopback. A redirect
@@ -135,6 +137,7 @@ class Downloader:
         max_bytes: int | None = 512 * 2**20,
         connect_timeout: float | None = 10.0,
         read_timeout: float | None = 120.0,
+        file_timeout: float | None = None,
         retry: RetryPolicy | None = None,
         allow_insecure: bool = False,
         fsync: bool = False,
@@ -143,7 +146,11 @@ class Downloader:
             raise ConfigError(f"max_concurrent must be at least 1, got {max_concurrent}")
         if max_bytes is not None and max_bytes < 0:
             raise ConfigError(f"max_bytes must be >= 0 or None, got {max_bytes}")
-        for label, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
+        for label, value in (
+            ("connect_timeout", connect_timeout),
+            ("read_timeout", read_timeout),
+            ("file_timeout", file_timeout),
+        ):
             if value is not None and not value > 0:
                 raise ConfigError(f"{label} must be > 0 or None, got {value}")
         self.out_dir = Path(out_dir)
@@ -154,6 +161,7 @@ class Downloader:
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._retry = retry or RetryPolicy()
+        self._file_timeout = file_timeout
         self._allow_insecure = allow_insecure
         self._fsync = fsync
         self._slots = anyio.Semaphore(max_concurrent)
@@ -230,10 +238,21 @@ class Downloader:
         Raises:
             DownloadError: refused URL, an error status, too large a body, too many or unsafe
                 redirects, a disk error, or a transient failure that outlived the retries.
-            DownloadTimeoutError: the last attempt timed out.
+            DownloadTimeoutError: the last attempt timed out, or ``file_timeout`` passed.
             ConfigError: a negative ``position``.
             RuntimeError: the downloader is not open.
         """
+        if self._file_timeout is None:
+            return await self._fetch(url, stem, position, single)
+        with anyio.move_on_after(self._file_timeout) as scope:
+            return await self._fetch(url, stem, position, single)
+        assert scope.cancelled_caught
+        self.failures += 1
+        raise DownloadTimeoutError(
+            f"not saved within the {self._file_timeout:g} s allowed for one file", url=url
+        )
+
+    async def _fetch(self, url: str, stem: str, position: int, single: bool) -> DownloadedFile:
         session = self._require_open()
         if position < 0:
             raise ConfigError(f"position must be >= 0, got {position}")

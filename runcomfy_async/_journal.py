@@ -1,53 +1,116 @@
 """The batch journal: an append-only JSONL record of every state change, and its replay.
 
 Every change is written (and flushed) *before* it is acted on, so a batch killed at any
-instant can be resumed without paying twice:
+instant can be resumed without paying twice. Records are a msgspec tagged union (the ``"e"``
+field names the kind), decoded once when the journal is replayed:
 
+* ``run`` opens every run: the format version and what defines the batch besides its inputs
+  (the model, the shared fields). A resume compares them with the last run's.
 * ``submitting`` is written before a submit is sent. If no ``submitted`` follows, the submit
   may or may not have reached the server: on resume the input is reported ``uncertain`` and
   not resubmitted unless the user asks.
-* ``submitted`` carries the request id: on resume the job is re-attached and polled.
+* ``submitted`` carries the request id: on resume the job is re-attached and followed.
 * ``released`` says the submit provably created no job, or the job was cancelled while
   still queued (never ran, never billed): on resume it is submitted afresh.
-* ``done`` is the input's one terminal record (the same line results.jsonl holds).
+* ``done`` holds the input's latest final result (the line results.jsonl shows); a later
+  ``done`` of the same input (a re-download, a ``--retry-failed``) replaces it.
 
 A kill can tear the last line in half. Replay skips a line that does not decode, and
 appending first terminates such a line, so a torn record never swallows the next one.
+
+Journals of the first format (no ``run`` record, inputs identified by their line number) are
+refused with a message: their identities cannot be matched to this version's safely.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 
-__all__ = ["Journal", "ResumeState", "input_id"]
+from ._batch_types import BatchResult
+from ._exceptions import RunComfyError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Done",
+    "Journal",
+    "JournalError",
+    "Record",
+    "Released",
+    "ResumeState",
+    "Run",
+    "Submitted",
+    "Submitting",
+    "changes",
+]
 
 logger = logging.getLogger("runcomfy_async")
 
-_DECODER = msgspec.json.Decoder(dict[str, Any])
-_ENCODER = msgspec.json.Encoder(order="sorted")
+FORMAT_VERSION = 2
+"""The journal format this version writes and reads."""
 
 
-def input_id(model_id: str, inputs: Mapping[str, Any], index: int, key: str | None) -> str:
-    """The identity of one batch input: the user's key, else a hash of model, inputs and index.
+class JournalError(RunComfyError):
+    """A batch journal cannot be used: held by another run, of an old format, or another batch."""
 
-    The index is part of the hash so that the same prompt on two lines is two inputs.
-    """
-    if key is not None:
-        return f"k:{key}"
-    digest = hashlib.sha256()
-    digest.update(model_id.encode())
-    digest.update(b"\0")
-    digest.update(_ENCODER.encode(inputs))
-    digest.update(b"\0%d" % index)
-    return "h:" + digest.hexdigest()[:24]
+
+class _Record(msgspec.Struct, tag_field="e", kw_only=True, omit_defaults=True):
+    """Base of the journal's records: ``"e"`` holds the record's kind."""
+
+
+class Run(_Record, tag="run"):
+    """A run started: the format, and what defines the batch besides its inputs."""
+
+    version: int
+    model: str | None = None
+    shared: dict[str, Any] = msgspec.field(default_factory=dict)
+    at: str = ""
+
+
+class Submitting(_Record, tag="submitting"):
+    """A submit is about to leave for the server."""
+
+    id: str
+    index: int
+    model: str
+    input: dict[str, Any]
+    key: str | None = None
+    at: str = ""
+
+
+class Submitted(_Record, tag="submitted"):
+    """The server accepted a submit: the job exists (and is billed)."""
+
+    id: str
+    request_id: str
+
+
+class Released(_Record, tag="released"):
+    """No job exists for the input (refused submit, or cancelled while queued)."""
+
+    id: str
+    request_id: str | None = None
+
+
+class Done(_Record, tag="done"):
+    """The input's final result, as results.jsonl shows it."""
+
+    id: str
+    result: BatchResult
+
+
+Record = Run | Submitting | Submitted | Released | Done
+"""Any journal record."""
+
+# Built once: the union's tags are resolved at construction, not per line.
+_DECODER = msgspec.json.Decoder(Record)
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass
@@ -55,36 +118,42 @@ class ResumeState:
     """What a journal says about each input, for resuming.
 
     Attributes:
-        done: inputs with their terminal record.
-        submitted: inputs whose job exists: input id -> request id.
+        run: the last ``run`` record (``None`` for an empty journal).
+        done: inputs with a final result: identity -> the latest result.
+        submitted: inputs whose job exists: identity -> request id.
         uncertain: inputs whose submit was sent but whose answer was never recorded.
+        sent: the ``submitting`` record of every input in ``submitted`` or ``uncertain``
+            (what was sent, for reporting a job whose input is gone).
         records: how many records were read.
     """
 
-    done: set[str] = field(default_factory=set)
+    run: Run | None = None
+    done: dict[str, BatchResult] = field(default_factory=dict)
     submitted: dict[str, str] = field(default_factory=dict)
     uncertain: set[str] = field(default_factory=set)
+    sent: dict[str, Submitting] = field(default_factory=dict)
     records: int = 0
 
-    def apply(self, record: Mapping[str, Any]) -> None:
+    def apply(self, record: Record) -> None:
         """Fold one journal record into the state."""
-        kind, ident = record.get("e"), record.get("id")
-        if not isinstance(ident, str):
-            return
-        if kind == "submitting":
-            self.uncertain.add(ident)
-        elif kind == "submitted":
-            self.uncertain.discard(ident)
-            rid = record.get("request_id")
-            if isinstance(rid, str):
-                self.submitted[ident] = rid
-        elif kind == "released":
-            self.uncertain.discard(ident)
-            self.submitted.pop(ident, None)
-        elif kind == "done":
-            self.uncertain.discard(ident)
-            self.submitted.pop(ident, None)
-            self.done.add(ident)
+        if isinstance(record, Run):
+            self.run = record
+        elif isinstance(record, Submitting):
+            self.uncertain.add(record.id)
+            self.submitted.pop(record.id, None)
+            self.sent[record.id] = record
+        elif isinstance(record, Submitted):
+            self.uncertain.discard(record.id)
+            self.submitted[record.id] = record.request_id
+        elif isinstance(record, Released):
+            self.uncertain.discard(record.id)
+            self.submitted.pop(record.id, None)
+            self.sent.pop(record.id, None)
+        else:
+            self.uncertain.discard(record.id)
+            self.submitted.pop(record.id, None)
+            self.sent.pop(record.id, None)
+            self.done[record.id] = record.result
 
 
 class Journal:
@@ -98,7 +167,7 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False):
         self.path = Path(path)
         self.fsync = fsync
-        self._fh: Any = None
+        self._fh: BinaryIO | None = None
 
     def __enter__(self) -> Journal:
         self.open()
@@ -120,46 +189,108 @@ class Journal:
 
     def close(self) -> None:
         """Flush and close (idempotent)."""
-        if self._fh is not None:
-            self._fh.flush()
-            if self.fsync:
-                os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            try:
+                fh.flush()
+                if self.fsync:
+                    os.fsync(fh.fileno())
+            finally:
+                fh.close()
 
-    def write(self, record: Mapping[str, Any]) -> None:
+    def write(self, record: Record) -> None:
         """Append one record and flush it to the OS (and to disk with ``fsync``).
 
         A closed journal is opened again for the write (e.g. after a batch stopped).
+
+        Raises:
+            OSError: the record could not be written (e.g. the disk is full).
         """
         if self._fh is None:
             self.open()
+        assert self._fh is not None
         self._fh.write(_ENCODER.encode(record) + b"\n")
         self._fh.flush()
         if self.fsync:
             os.fsync(self._fh.fileno())
 
     @staticmethod
-    def records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-        """Stream the decodable records of a journal file (torn lines are skipped)."""
+    def records(path: str | os.PathLike[str]) -> Iterator[Record]:
+        """Stream the decodable records of a journal file (torn lines are skipped).
+
+        Raises:
+            JournalError: the journal is of the first format (see the module's docstring).
+        """
         try:
             fh = open(path, "rb")  # noqa: SIM115 - closed by the with below
         except FileNotFoundError:
             return
         with fh:
+            first = True
             for line in fh:
                 if not line.strip():
                     continue
                 try:
-                    yield _DECODER.decode(line)
+                    record = _DECODER.decode(line)
                 except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                    if first and _old_format(line):
+                        raise JournalError(_OLD_FORMAT.format(path=path)) from None
                     logger.warning("journal %s: skipping a torn or corrupt line", path)
+                    continue
+                if first and not isinstance(record, Run):
+                    raise JournalError(_OLD_FORMAT.format(path=path))
+                first = False
+                yield record
 
     @classmethod
     def replay(cls, path: str | os.PathLike[str]) -> ResumeState:
-        """Read a journal into a :class:`ResumeState` (an empty one if the file is missing)."""
+        """Read a journal into a :class:`ResumeState` (an empty one if the file is missing).
+
+        Raises:
+            JournalError: the journal is of another format version.
+        """
         state = ResumeState()
         for record in cls.records(path):
             state.records += 1
             state.apply(record)
+            if isinstance(record, Run) and record.version != FORMAT_VERSION:
+                raise JournalError(
+                    f"{path} was written in journal format {record.version}; this version "
+                    f"reads format {FORMAT_VERSION}. Finish it with the version that wrote it, "
+                    "or start a new --out"
+                )
         return state
+
+
+_OLD_FORMAT = (
+    "{path} was written by an earlier runcomfy-async, which identified inputs by line number; "
+    "this version identifies them by key or content and cannot match them safely. Finish that "
+    "batch with the earlier version, or start a new --out"
+)
+
+
+def _old_format(line: bytes) -> bool:
+    """Whether an undecodable first line is a record of the first format."""
+    try:
+        value = msgspec.json.decode(line)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return isinstance(value, dict) and value.get("e") in ("submitting", "submitted", "done")
+
+
+def changes(previous: Run, model: str | None, shared: Mapping[str, Any]) -> list[str]:
+    """What differs between the journal's last run and this one, in the CLI's words."""
+    found: list[str] = []
+    if previous.model != model:
+        found.append(f"--model was {previous.model}, now {model}")
+    for name in sorted(set(previous.shared) | set(shared)):
+        before, now = previous.shared.get(name), shared.get(name)
+        if before != now:
+            was = "unset" if name not in previous.shared else f"{name}={_show(before)}"
+            new = "unset" if name not in shared else f"{name}={_show(now)}"
+            found.append(f"--set {name}: was {was}, now {new}")
+    return found
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from runcomfy_async import AsyncClient, BatchResult, PollSettings, SyncClient
-from runcomfy_async._journal import Journal, input_id
+from runcomfy_async._batch_types import content_digest
+from runcomfy_async._journal import FORMAT_VERSION, Done, Journal, Released, Run, Submitting
 from runcomfy_async.models import NanoBanana2TextToImage
 from runcomfy_async.testing import FakeRunComfy
 
@@ -124,17 +125,19 @@ async def test_resume_skips_done_and_reattaches(tmp_path: Path) -> None:
     assert fake.jobs_created == 30  # nothing submitted twice
     indexes = [r.index for r in first] + [r.index for r in second]
     assert sorted(indexes) == list(range(30))
-    done = [r for r in Journal.records(journal) if r["e"] == "done"]
-    assert len(done) == 30 and len({r["id"] for r in done}) == 30
+    done = [r for r in Journal.records(journal) if isinstance(r, Done)]
+    assert len(done) == 30 and len({r.id for r in done}) == 30
 
 
 async def test_uncertain_submit_not_resubmitted_unless_asked(tmp_path: Path) -> None:
     """A journaled submit with no answer is 'uncertain' on resume; resubmitted only on request."""
     journal = tmp_path / "journal.jsonl"
     inputs = _prompts(3)
+    ident = "c:" + content_digest(T2I, inputs[1])
+    submitting = Submitting(id=ident, index=1, model=T2I, input=inputs[1])
     with Journal(journal) as j:
-        ident = input_id(T2I, inputs[1], 1, None)
-        j.write({"e": "submitting", "id": ident, "index": 1, "key": None, "input": inputs[1]})
+        j.write(Run(version=FORMAT_VERSION, model=T2I))
+        j.write(submitting)
     with open(journal, "ab") as fh:
         fh.write(b'{"e":"submitted","id":"h:torn')  # a torn last line from a killed run
     async with FakeRunComfy(token=TOKEN, duration_mean=0.02) as fake:
@@ -145,7 +148,8 @@ async def test_uncertain_submit_not_resubmitted_unless_asked(tmp_path: Path) -> 
             assert fake.jobs_created == 2
     journal.unlink()
     with Journal(journal) as j:
-        j.write({"e": "submitting", "id": ident, "index": 1, "key": None, "input": inputs[1]})
+        j.write(Run(version=FORMAT_VERSION, model=T2I))
+        j.write(submitting)
     async with FakeRunComfy(token=TOKEN, duration_mean=0.02) as fake:
         async with AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY, poll=POLL) as client:
             results = await _collect(client, inputs, journal=journal, resubmit_uncertain=True)
@@ -158,9 +162,10 @@ async def test_journal_written_before_acting(client: AsyncClient, tmp_path: Path
     await _collect(client, _prompts(5), journal=journal)
     events: dict[str, list[str]] = {}
     for record in Journal.records(journal):
-        events.setdefault(record["id"], []).append(record["e"])
+        if not isinstance(record, Run):
+            events.setdefault(record.id, []).append(type(record).__name__)
     assert len(events) == 5
-    assert all(e == ["submitting", "submitted", "done"] for e in events.values())
+    assert all(e == ["Submitting", "Submitted", "Done"] for e in events.values())
     line = (tmp_path / "j.jsonl").read_text().splitlines()[-1]
     assert TOKEN not in line and json.loads(line)["e"] == "done"
 
@@ -181,7 +186,7 @@ async def test_cancel_queued_releases_for_resume(tmp_path: Path) -> None:
             await batch.aclose()
         assert cancelled == 3
         assert fake.job_states()["cancelled"] == 3
-    released = [r for r in Journal.records(journal) if r["e"] == "released"]
+    released = [r for r in Journal.records(journal) if isinstance(r, Released)]
     assert len(released) == 3
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runcomfy_async._cli._main import main
-from runcomfy_async._journal import Journal
+from runcomfy_async._journal import Done, Journal, Released
 from runcomfy_async.testing import FakeRunComfy
 
 from .conftest import TOKEN
@@ -139,7 +139,7 @@ async def test_sigkill_then_resume_no_duplicates(tmp_path: Path) -> None:
         )
         # Kill once some inputs are done and others are in flight (observed in the journal).
         for _ in range(3000):
-            done = sum(1 for r in Journal.records(journal) if r["e"] == "done")
+            done = sum(1 for r in Journal.records(journal) if isinstance(r, Done))
             if done >= 20:
                 break
             await asyncio.sleep(0.01)
@@ -234,5 +234,5 @@ async def test_ctrl_c_cancels_queued_and_prints_resume(tmp_path: Path) -> None:
         assert "--resume" in err.decode()
         assert fake.jobs_created == 8  # nothing submitted after the interrupt
         assert fake.job_states()["cancelled"] == 6  # the queued ones; 2 were running
-    released = [r for r in Journal.records(out / "journal.jsonl") if r["e"] == "released"]
+    released = [r for r in Journal.records(out / "journal.jsonl") if isinstance(r, Released)]
     assert len(released) == 6

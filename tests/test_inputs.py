@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runcomfy_async._cli._args import UsageError
 from runcomfy_async._cli._inputs import (
     MAX_LINE_BYTES,
     InputLine,
@@ -21,6 +20,7 @@ from runcomfy_async._cli._inputs import (
     read_inputs,
     scan,
 )
+from runcomfy_async._cli._inputs_common import InputError
 
 T2I = "google/nano-banana-2/text-to-image"
 EDIT = "google/nano-banana-2/edit"
@@ -387,7 +387,7 @@ def test_shared_field_errors_show_on_every_item(tmp_path: Path) -> None:
 
 def test_shared_key_is_refused() -> None:
     """``_key`` names one item, so it cannot be shared."""
-    with pytest.raises(UsageError, match="_key"):
+    with pytest.raises(InputError, match="_key"):
         read_inputs("p.txt", model_id=T2I, shared={"_key": "x"})
 
 
@@ -422,7 +422,7 @@ def test_empty_file_scans_as_zero_items(tmp_path: Path, name: str, data: bytes) 
 
 def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     """A file that cannot be opened is a usage error naming it."""
-    with pytest.raises(UsageError, match="cannot read"):
+    with pytest.raises(InputError, match="cannot read"):
         scan(tmp_path / "nope.txt", model_id=T2I)
 
 
@@ -442,13 +442,13 @@ def test_detect_format() -> None:
 
 def test_unknown_extension_names_the_allowed_ones() -> None:
     """An unknown extension or format name is a usage error listing what works."""
-    with pytest.raises(UsageError, match=r"\.txt.*\.jsonl.*\.csv"):
+    with pytest.raises(InputError, match=r"\.txt.*\.jsonl.*\.csv"):
         detect_format("prompts.yaml")
-    with pytest.raises(UsageError, match="one JSON object a line"):
+    with pytest.raises(InputError, match="one JSON object a line"):
         detect_format("prompts.json")
-    with pytest.raises(UsageError, match="txt, jsonl or csv"):
+    with pytest.raises(InputError, match="txt, jsonl or csv"):
         detect_format("p.txt", "xml")
-    with pytest.raises(UsageError):
+    with pytest.raises(InputError):
         read_inputs("prompts", model_id=T2I)
 
 

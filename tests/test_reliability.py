@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from runcomfy_async import AsyncClient, BatchResult, PollSettings, RetryPolicy
-from runcomfy_async._journal import Journal
+from runcomfy_async._journal import Done, Journal
 from runcomfy_async.testing import FakeRunComfy
 
 from .conftest import TOKEN
@@ -322,7 +322,7 @@ def _env() -> dict[str, str]:
 
 
 def _done(journal: Path) -> int:
-    return sum(1 for r in Journal.records(journal) if r.get("e") == "done")
+    return sum(1 for r in Journal.records(journal) if isinstance(r, Done))
 
 
 @pytest.mark.slow
@@ -386,8 +386,8 @@ async def test_sigkill_three_times_then_resume(tmp_path: Path) -> None:
             assert jobs == 1 and r["request_id"] in fake.jobs
         else:  # in flight at a kill: may exist once, never resubmitted
             assert jobs <= 1 and r["error_kind"] == "SubmissionUncertainError"
-    done = [r for r in Journal.records(journal) if r.get("e") == "done"]
-    assert len(done) == n and len({r["id"] for r in done}) == n
+    done = [r for r in Journal.records(journal) if isinstance(r, Done)]
+    assert len(done) == n and len({r.id for r in done}) == n
     texts = [
         err.decode(),
         stdout.decode(),

@@ -11,23 +11,27 @@ import asyncio
 import collections
 import contextlib
 import os
-import shlex
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from .._batch import BatchResult, BatchRunner
-from .._journal import Journal
-from ._args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, parse_sets
+from .._batch import BatchItem, BatchResult, BatchRunner
+from .._exceptions import AuthenticationError, ConfigError, RunComfyError
+from .._journal import JournalError
+from .._journal_lock import JournalLock
+from ._args import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, parse_sets
+from ._batch_results import resume_command, write_results
 from ._gallery import write_gallery
-from ._inputs import detect_format, read_inputs, scan
+from ._inputs import InputLine, ScanReport, detect_format, read_inputs, scan
+from ._inputs_common import InputError
+from ._parser import DOWNLOAD_TIMEOUT, OUTAGE_TOLERANCE
 from ._progress import Progress
 
 __all__ = ["run_batch"]
@@ -47,43 +51,6 @@ def _spooled(path: str) -> Iterator[str]:
         os.unlink(tmp.name)
 
 
-def _resume_command(args: argparse.Namespace) -> str:
-    """The command line to resume with: this one plus --resume, never with a token in it."""
-    raw = list(sys.argv[1:]) if sys.argv[1:] and sys.argv[1] == "batch" else ["batch"]
-    argv: list[str] = []
-    skip = False
-    for arg in raw:
-        if skip:
-            skip = False
-            argv.append('"$RUNCOMFY_API_TOKEN"')
-            continue
-        if arg == "--token":
-            skip = True
-        elif arg.startswith("--token="):
-            arg = '--token="$RUNCOMFY_API_TOKEN"'
-        argv.append(arg)
-    if "--resume" not in argv:
-        argv.append("--resume")
-    quoted = (a if "$RUNCOMFY_API_TOKEN" in a else shlex.quote(a) for a in argv)
-    return "runcomfy-async " + " ".join(quoted)
-
-
-def write_results(journal_path: Path, out: Path) -> collections.Counter[str]:
-    """Rewrite ``results.jsonl`` from the journal's terminal records; count them by status."""
-    counts: collections.Counter[str] = collections.Counter()
-    target = out / "results.jsonl"
-    fd, tmp = tempfile.mkstemp(prefix=".results-", dir=out)
-    with os.fdopen(fd, "wb") as fh:
-        for record in Journal.records(journal_path):
-            if record.get("e") != "done":
-                continue
-            record.pop("e")
-            counts[str(record.get("status"))] += 1
-            fh.write(msgspec.json.encode(record) + b"\n")
-    os.replace(tmp, target)
-    return counts
-
-
 def _results(out: Path) -> Iterator[dict[str, Any]]:
     with open(out / "results.jsonl", "rb") as fh:
         for line in fh:
@@ -93,46 +60,82 @@ def _results(out: Path) -> Iterator[dict[str, Any]]:
 def run_batch(args: argparse.Namespace, open_client: Any) -> int:
     """Run the batch command; returns the exit code.
 
-    The input is checked in full (one streaming pass) before anything is submitted.
+    The output folder is locked first (one run per ``--out``), then the input is checked in
+    full (one streaming pass) before anything is submitted.
+
+    Raises:
+        UsageError: bad options, an unreadable or invalid input, or a journal that cannot be
+            used (another run holds it, another format, another batch).
     """
-    out = Path(args.out)
-    journal_path = out / "journal.jsonl"
-    if journal_path.exists() and not args.resume and args.sandbox:
-        # Sandbox jobs vanish with their in-process emulator: start afresh, keep the old run.
-        journal_path.replace(out / "journal.prev.jsonl")
-    if journal_path.exists() and not args.resume:
-        raise UsageError(
-            f"{out} already holds a batch journal: pass --resume to continue it, "
-            "or choose another --out"
-        )
+    try:
+        return _run_batch(args, open_client)
+    except (InputError, JournalError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _run_batch(args: argparse.Namespace, open_client: Any) -> int:
     if args.max_in_flight < 1:
         raise UsageError("--max-in-flight must be >= 1")
-    shared = parse_sets(args.model, args.set)
-    with _spooled(args.input) as path:
-        fmt = detect_format(path if args.input != "-" else "-", args.format)
-        name = "<stdin>" if args.input == "-" else None
-        report = scan(path, model_id=args.model, shared=shared, fmt=fmt, source_name=name)
-        if report.total == 0:
-            raise UsageError(f"{args.input}: no inputs (the file is empty)")
-        if report.invalid:
-            for source, reason in report.errors:
-                print(f"{source}: {reason}", file=sys.stderr)
-            if len(report.errors) < report.invalid:
-                print(f"... and {report.invalid - len(report.errors)} more", file=sys.stderr)
-            if args.on_invalid == "fail":
-                raise UsageError(
-                    f"{report.invalid} of {report.total} inputs are invalid; nothing was "
-                    "submitted. Fix them, or pass --on-invalid skip"
-                )
+    if args.outage_tolerance < 0 or args.download_timeout <= 0:
+        raise UsageError("--outage-tolerance must be >= 0 and --download-timeout > 0")
+    out = Path(args.out)
+    journal_path = out / "journal.jsonl"
+    try:
         out.mkdir(parents=True, exist_ok=True)
-        lines = read_inputs(path, model_id=args.model, shared=shared, fmt=fmt, source_name=name)
-        return asyncio.run(_drive(args, open_client, lines, report.total, out, journal_path))
+    except OSError as exc:
+        raise UsageError(f"cannot create --out {out}: {exc.strerror or exc}") from None
+    with JournalLock(journal_path):
+        if journal_path.exists() and not args.resume and args.sandbox:
+            # Sandbox jobs vanish with their in-process emulator: start afresh, keep the old run.
+            journal_path.replace(out / "journal.prev.jsonl")
+        if journal_path.exists() and not args.resume:
+            raise UsageError(
+                f"{out} already holds a batch journal: pass --resume to continue it, "
+                "or choose another --out"
+            )
+        shared = parse_sets(args.model, args.set)
+        with _spooled(args.input) as path:
+            fmt = detect_format(path if args.input != "-" else "-", args.format)
+            name = "<stdin>" if args.input == "-" else None
+
+            def read() -> Iterator[InputLine]:
+                return read_inputs(path, model_id=args.model, shared=shared, fmt=fmt,
+                                   source_name=name)  # fmt: skip
+
+            report = scan(path, model_id=args.model, shared=shared, fmt=fmt, source_name=name)
+            _prescan(args, report)
+            return asyncio.run(
+                _drive(args, open_client, read, shared, report.total, out, journal_path)
+            )
+
+
+def _prescan(args: argparse.Namespace, report: ScanReport) -> None:
+    """Refuse an empty input, duplicate keys, and (unless skipped) invalid lines."""
+    if report.total == 0:
+        raise UsageError(f"{args.input}: no inputs (the file is empty)")
+    if not report.invalid:
+        return
+    for source, reason in report.errors:
+        print(f"{source}: {reason}", file=sys.stderr)
+    if len(report.errors) < report.invalid:
+        print(f"... and {report.invalid - len(report.errors)} more", file=sys.stderr)
+    if report.duplicate_keys:
+        raise UsageError(
+            f"{report.duplicate_keys} inputs repeat a _key of an earlier one; keys name the "
+            "outputs and the journal's records, so they must be unique. Nothing was submitted"
+        )
+    if args.on_invalid == "fail":
+        raise UsageError(
+            f"{report.invalid} of {report.total} inputs are invalid; nothing was "
+            "submitted. Fix them, or pass --on-invalid skip"
+        )
 
 
 async def _drive(
     args: argparse.Namespace,
     open_client: Any,
-    lines: Any,
+    read: Callable[[], Iterator[InputLine]],
+    shared: dict[str, Any],
     total: int,
     out: Path,
     journal_path: Path,
@@ -143,16 +146,27 @@ async def _drive(
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, interrupted.set)
         loop.add_signal_handler(signal.SIGTERM, interrupted.set)
+    stopped, runner, requests = False, None, 0
+    error: BaseException | None = None
     try:
         async with open_client(args) as client:
-            runner: BatchRunner = client.map(
+            # The runner cancels (and journals) queued jobs itself; a cancel the journal
+            # never saw would turn into 'cancelled' on resume and the input would never run.
+            client.cancel_on_error = False
+            runner = BatchRunner(
+                client,
                 args.model,
-                lines,
+                (_item(line) for line in read()),
                 max_in_flight=args.max_in_flight,
                 journal=journal_path,
                 fsync=args.fsync,
                 download_to=None if args.no_download else out,
                 resubmit_uncertain=args.resubmit_uncertain,
+                retry_failed=args.retry_failed,
+                download_timeout=args.download_timeout,
+                shared=shared,
+                accept_changed_inputs=args.accept_changed_inputs,
+                outage_tolerance=args.outage_tolerance,
             )
             progress = Progress(args.progress, total=total, runner=runner, client=client)
             with progress:
@@ -163,21 +177,81 @@ async def _drive(
                     progress.note(f"cancelled {cancelled} queued job(s) on the server")
                 await runner.aclose()
             requests = sum(client.requests.values())
+    except JournalError:
+        raise  # nothing was done: the plain usage error says it all
+    except (RunComfyError, OSError) as exc:
+        error = exc
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
-    counts = write_results(journal_path, out)
-    write_gallery(out, _results(out), title=f"{args.model}: {args.input}", summary={
-        "total": sum(counts.values()), **counts,
-        "wall_s": round(time.monotonic() - started, 1),
-        "requests_per_job": round(requests / max(1, runner.counts["submitted"]), 2),
-    })  # fmt: skip
-    Progress.summary(counts, runner, requests, time.monotonic() - started, out)
+    halted = runner.halted if runner is not None else None
+    counts = _write_outputs(args, read, out, journal_path, started, runner, requests)
+    problem = error or halted
+    if problem is not None:
+        print(f"error: {_one_line(problem)}", file=sys.stderr)
+    unfinished = counts is None or bool(set(counts) & {"pending", "submitted", "download_failed"})
+    if stopped or problem is not None or unfinished:
+        print(f"\nnot finished. Resume with:\n  {_hint(args)}", file=sys.stderr)
     if stopped:
-        print(f"\nstopped. Resume with:\n  {_resume_command(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if isinstance(problem, (AuthenticationError, ConfigError)) or (
+        runner is not None and runner.halt_reason == "account"
+    ):
+        return EXIT_CONFIG
+    if problem is not None or counts is None:
+        return EXIT_FAILED
     return EXIT_OK if set(counts) <= {"succeeded"} else EXIT_FAILED
+
+
+def _item(line: InputLine) -> BatchItem:
+    return BatchItem(
+        index=line.index, inputs=line.inputs, key=line.key, error=line.error, source=line.source
+    )
+
+
+def _write_outputs(
+    args: argparse.Namespace,
+    read: Callable[[], Iterator[InputLine]],
+    out: Path,
+    journal_path: Path,
+    started: float,
+    runner: BatchRunner | None,
+    requests: int,
+) -> collections.Counter[str] | None:
+    """results.jsonl, index.html and the summary, whatever way the run ended."""
+    try:
+        counts = write_results(journal_path, out, read(), args.model)
+        submitted = runner.counts["submitted"] if runner is not None else 0
+        write_gallery(out, _results(out), title=f"{args.model}: {args.input}", summary={
+            "total": sum(counts.values()), **counts,
+            "wall_s": round(time.monotonic() - started, 1),
+            "requests_per_job": round(requests / max(1, submitted), 2),
+        })  # fmt: skip
+    except OSError as exc:
+        print(f"error: could not write the results in {out}: {_one_line(exc)}", file=sys.stderr)
+        return None
+    if runner is not None:
+        Progress.summary(counts, runner, requests, time.monotonic() - started, out)
+    return counts
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _hint(args: argparse.Namespace) -> str:
+    defaults = argparse.Namespace(
+        progress="auto", on_invalid="fail", max_in_flight=64,
+        outage_tolerance=OUTAGE_TOLERANCE, download_timeout=DOWNLOAD_TIMEOUT,
+    )  # fmt: skip
+    command = resume_command(args, defaults)
+    if args.input == "-":
+        command = "... | " + command
+    return command
 
 
 async def _consume(runner: BatchRunner, progress: Progress, interrupted: asyncio.Event) -> bool:

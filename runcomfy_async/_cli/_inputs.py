@@ -29,12 +29,12 @@ import msgspec
 
 from .._exceptions import _one_line
 from ..models._schema import show_value
-from ._args import UsageError
-from ._inputs_common import _KEY, _check, _decode, _Lines, _too_long
+from ._inputs_common import _KEY, InputError, _check, _decode, _Lines, _too_long
 from ._inputs_csv import _read_csv
 
 __all__ = [
     "MAX_LINE_BYTES",
+    "InputError",
     "InputFormat",
     "InputLine",
     "ScanReport",
@@ -98,12 +98,16 @@ class ScanReport(msgspec.Struct, frozen=True):
         valid: the items without an error.
         invalid: the items with an error.
         errors: the first errors (at most 50) as ``(source, reason)`` pairs, in file order.
+        duplicate_keys: items whose ``_key`` an earlier item already has (counted in
+            ``invalid`` too). Keys name an input's outputs and its record in the journal, so
+            a batch with duplicates is refused whatever ``--on-invalid`` says.
     """
 
     total: int
     valid: int
     invalid: int
     errors: list[tuple[str, str]]
+    duplicate_keys: int = 0
 
 
 def detect_format(path: str | os.PathLike[str], explicit: str | None = None) -> InputFormat:
@@ -118,7 +122,7 @@ def detect_format(path: str | os.PathLike[str], explicit: str | None = None) -> 
         ``"txt"``, ``"jsonl"`` or ``"csv"``.
 
     Raises:
-        UsageError: the explicit name or the extension is not one of the known ones.
+        InputError: the explicit name or the extension is not one of the known ones.
 
     Example:
         >>> detect_format("prompts/cats.JSONL")
@@ -127,7 +131,7 @@ def detect_format(path: str | os.PathLike[str], explicit: str | None = None) -> 
     if explicit is not None:
         fmt = _FORMATS.get(explicit.strip().lower())
         if fmt is None:
-            raise UsageError(f"unknown input format {explicit!r}; use txt, jsonl or csv")
+            raise InputError(f"unknown input format {explicit!r}; use txt, jsonl or csv")
         return fmt
     name = os.fspath(path)
     if name == "-":
@@ -136,7 +140,7 @@ def detect_format(path: str | os.PathLike[str], explicit: str | None = None) -> 
     fmt = _FORMATS.get(ext[1:])
     if fmt is None:
         hint = " (write a .json file as one JSON object a line)" if ext == ".json" else ""
-        raise UsageError(
+        raise InputError(
             f"cannot tell the format of {name!r} from its extension{hint}; "
             "use .txt (one prompt a line), .jsonl or .ndjson (one JSON object a line) "
             "or .csv (a header row of field names), or name the format explicitly"
@@ -178,7 +182,7 @@ def read_inputs(
         ``next()`` and closed when the iterator is exhausted or closed.
 
     Raises:
-        UsageError: an unknown format, a shared ``_key``, or (on the first ``next()``) a file
+        InputError: an unknown format, a shared ``_key``, or (on the first ``next()``) a file
             that cannot be opened.
 
     Example:
@@ -188,9 +192,9 @@ def read_inputs(
     kind = detect_format(path, fmt)
     base = dict(shared or {})
     if _KEY in base:
-        raise UsageError(f"{_KEY} names one item; it cannot be set for all of them")
+        raise InputError(f"{_KEY} names one item; it cannot be set for all of them")
     if max_line_bytes < 1:
-        raise UsageError(f"max_line_bytes must be at least 1, got {max_line_bytes}")
+        raise InputError(f"max_line_bytes must be at least 1, got {max_line_bytes}")
     return _read(os.fspath(path), kind, model_id, base, stdin, max_line_bytes, source_name)
 
 
@@ -219,15 +223,16 @@ def scan(
         The counts and the first 50 errors. ``total == 0`` means the file has no items.
 
     Raises:
-        UsageError: as :func:`read_inputs`.
+        InputError: as :func:`read_inputs`.
 
     Example:
         >>> report = scan("cats.jsonl", model_id="google/nano-banana-2/edit")  # doctest: +SKIP
         >>> (report.total, report.invalid)  # doctest: +SKIP
         (1200, 0)
     """
-    total = invalid = 0
+    total = invalid = duplicates = 0
     errors: list[tuple[str, str]] = []
+    first_line: dict[str, int] = {}
     items = read_inputs(
         path,
         model_id=model_id,
@@ -239,11 +244,23 @@ def scan(
     )
     for item in items:
         total += 1
-        if item.error is not None:
+        error = item.error
+        if item.key is not None:
+            first = first_line.setdefault(item.key, item.line)
+            if first != item.line:
+                duplicates += 1
+                error = f'duplicate key "{item.key}", first at line {first}'
+        if error is not None:
             invalid += 1
             if len(errors) < _MAX_SCAN_ERRORS:
-                errors.append((item.source, item.error))
-    return ScanReport(total=total, valid=total - invalid, invalid=invalid, errors=errors)
+                errors.append((item.source, error))
+    return ScanReport(
+        total=total,
+        valid=total - invalid,
+        invalid=invalid,
+        errors=errors,
+        duplicate_keys=duplicates,
+    )
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -273,24 +290,30 @@ def _read(
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed by the with below, kept out of try
     except OSError as exc:
-        raise UsageError(f"cannot read {path!r}: {exc.strerror or exc}") from exc
+        raise InputError(f"cannot read {path!r}: {exc.strerror or exc}") from exc
     with handle:
         source = name if name is not None else path
         yield from reader(_lines(handle, max_bytes), source, model_id, shared, max_bytes)
 
 
 def _lines(stream: BinaryIO, max_bytes: int) -> Iterator[bytes | bytearray | None]:
-    """Yield each physical line without its line break, or ``None`` for one over ``max_bytes``.
+    r"""Yield each physical line without its line break, or ``None`` for one over ``max_bytes``.
 
     Lines are read in bounded pieces; once a line is known to be too long the rest of it is
     read and dropped, so memory never holds more than ``max_bytes`` plus one piece. A UTF-8
-    byte order mark at the start of the stream is dropped.
+    byte order mark at the start of the stream is dropped. A stream whose first piece holds
+    ``\r`` but no ``\n`` is read with ``\r`` alone as the line break (old Mac files).
     """
     limit = max_bytes + 2  # room for the "\r\n" that is not part of the line
     step = min(_CHUNK, limit + 1)
+    head: bytes | None = stream.readline(step)
+    source: BinaryIO | _CarriageReturns = stream
+    if head and b"\r" in head and b"\n" not in head:
+        source, head = _CarriageReturns(stream, head), None
     first = True
     while True:
-        chunk: bytes | bytearray = stream.readline(step)
+        chunk: bytes | bytearray = source.readline(step) if head is None else head
+        head = None
         if not chunk:
             return
         if first:
@@ -303,7 +326,7 @@ def _lines(stream: BinaryIO, max_bytes: int) -> Iterator[bytes | bytearray | Non
         buf: bytearray | None = bytearray(chunk) if len(chunk) <= limit else None
         piece = chunk
         while not piece.endswith(b"\n"):
-            piece = stream.readline(step)
+            piece = source.readline(step)
             if not piece:
                 break
             if buf is not None:
@@ -311,6 +334,33 @@ def _lines(stream: BinaryIO, max_bytes: int) -> Iterator[bytes | bytearray | Non
                 if len(buf) > limit:
                     buf = None  # too long: drop what we hold, skip the rest of the line
         yield None if buf is None else _trim(buf, max_bytes)
+
+
+class _CarriageReturns:
+    r"""A stream whose lines end in ``\r`` alone, read as if they ended in ``\n``."""
+
+    def __init__(self, stream: BinaryIO, head: bytes):
+        self._stream = stream
+        self._buf = bytearray(head)
+
+    def readline(self, limit: int) -> bytes:
+        r"""Up to ``limit`` bytes: a whole line with ``\n`` for its ``\r``, or a piece."""
+        while True:
+            cut = self._buf.find(b"\r", 0, limit)
+            if cut >= 0:
+                line = bytes(self._buf[:cut]) + b"\n"
+                del self._buf[: cut + 1]
+                return line
+            if len(self._buf) >= limit:
+                piece = bytes(self._buf[:limit])
+                del self._buf[:limit]
+                return piece
+            more = self._stream.read(_CHUNK)
+            if not more:
+                rest = bytes(self._buf)
+                self._buf.clear()
+                return rest
+            self._buf += more
 
 
 def _trim(raw: bytes | bytearray, max_bytes: int) -> bytes | bytearray | None:

@@ -12,7 +12,17 @@ from typing import Any
 from .._exceptions import InputValidationError, _one_line
 from ..models import validate_inputs
 
+__all__ = ["InputError"]
+
 _KEY = "_key"
+
+
+class InputError(ValueError):
+    """An input file that cannot be read as a batch's inputs at all (the CLI exits 2).
+
+    Problems with single items are never raised: they are reported in the item's ``error``.
+    """
+
 
 _Lines = Iterator[bytes | bytearray | None]
 
@@ -31,6 +41,9 @@ def _too_long(max_bytes: int) -> str:
 
 def _check(model_id: str, inputs: dict[str, Any]) -> str | None:
     """Validate ``inputs`` against the model's schema; the reason as one line, or ``None``."""
+    prompt = inputs.get("prompt")
+    if isinstance(prompt, str) and prompt and not prompt.strip():
+        return "prompt must be a non-empty string; got only whitespace"
     try:
         validate_inputs(model_id, inputs)
     except InputValidationError as exc:

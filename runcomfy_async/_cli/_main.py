@@ -85,7 +85,30 @@ def _setup_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _read_token(args: argparse.Namespace) -> None:
+    """Take the token from ``--token-file``; warn when it was given on the command line."""
+    path = getattr(args, "token_file", None)
+    if path is not None:
+        if getattr(args, "token", None):
+            raise UsageError("pass --token or --token-file, not both")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                args.token = fh.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise UsageError(f"cannot read --token-file {path}: {reason}") from None
+        if not args.token:
+            raise UsageError(f"--token-file {path} is empty")
+    elif getattr(args, "token", None):
+        print(
+            "warning: a --token on the command line can be read by other users of this "
+            "machine (ps); prefer --token-file PATH or RUNCOMFY_API_TOKEN",
+            file=sys.stderr,
+        )
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    _read_token(args)
     if args.command == "models":
         return _models(args)
     if args.command == "emulator":

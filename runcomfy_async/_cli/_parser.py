@@ -15,6 +15,11 @@ __all__ = ["build_parser"]
 
 EXAMPLE_MODEL = "google/nano-banana-2/text-to-image"
 
+OUTAGE_TOLERANCE = 900.0
+"""Default of ``batch --outage-tolerance`` (the library's own default, without importing it)."""
+DOWNLOAD_TIMEOUT = 600.0
+"""Default of ``batch --download-timeout``: seconds one output file may take."""
+
 _EPILOG = f"""\
 examples:
   # 40 prompts through the built-in emulator (no token, no network), with a gallery:
@@ -93,8 +98,9 @@ def add_connection(parser: argparse.ArgumentParser, *, sandbox: bool = True) -> 
     group.add_argument(
         "--token",
         help="API token (default: $RUNCOMFY_API_TOKEN, $RUNCOMFY_TOKEN or $RUNCOMFY_API_KEY; "
-        "prefer the variable: a token on the command line shows in ps)",
+        "prefer the variable or --token-file: a token on the command line shows in ps)",
     )
+    group.add_argument("--token-file", metavar="PATH", help="read the API token from this file")
     group.add_argument(
         "--base-url",
         help="API origin (default: $RUNCOMFY_BASE_URL, else https://model-api.runcomfy.net)",
@@ -171,6 +177,33 @@ def _add_batch(sub: Any) -> None:
         action="store_true",
         help="on resume, submit again the inputs whose submit outcome is unknown "
         "(they may be billed twice)",
+    )
+    batch.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="on resume, submit again the inputs whose job failed on the server "
+        "(each is billed again)",
+    )
+    batch.add_argument(
+        "--accept-changed-inputs",
+        action="store_true",
+        help="resume although --model or --set differ from the journal's run (its jobs are "
+        "still followed and reported in orphans.jsonl; the changed inputs are new jobs)",
+    )
+    batch.add_argument(
+        "--outage-tolerance",
+        type=float,
+        default=OUTAGE_TOLERANCE,
+        metavar="SECONDS",
+        help="how long to keep trying while the API cannot be reached, fails, or refuses the "
+        "credentials, before leaving the jobs to --resume",
+    )
+    batch.add_argument(
+        "--download-timeout",
+        type=_positive,
+        default=DOWNLOAD_TIMEOUT,
+        metavar="SECONDS",
+        help="the most one output file may take to download, retries included",
     )
     batch.add_argument(
         "--on-invalid",
