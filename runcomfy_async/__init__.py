@@ -10,6 +10,7 @@ Example:
 
 from ._batch import BatchResult, BatchRunner
 from ._client import AsyncClient
+from ._config import PollSettings
 from ._download import DownloadedFile, DownloadError
 from ._exceptions import (
     APIError,
@@ -32,7 +33,6 @@ from ._exceptions import (
     TransportError,
 )
 from ._jobs import Job, JobUpdate
-from ._poller import PollSettings
 from ._retry import RetryPolicy
 from ._sync import SyncClient, SyncJob
 from ._version import __version__

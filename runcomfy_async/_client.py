@@ -19,7 +19,7 @@ import msgspec
 
 from ._batch import BatchRunner
 from ._budget import Kind, RequestBudget
-from ._config import check_model_id, check_request_id, resolve_base_url, resolve_token
+from ._config import PollSettings, check_model_id, check_request_id, resolve_base_url, resolve_token
 from ._exceptions import (
     APIError,
     APIStatusError,
@@ -33,7 +33,7 @@ from ._exceptions import (
 from ._http import ApiTransport
 from ._jobs import Job
 from ._pacer import SubmitPacer
-from ._poller import NOT_READY, Poller, PollSettings
+from ._poller import NOT_READY, Poller
 from ._retry import RetryPolicy, is_retryable_read, is_retryable_submit, may_have_reached_server
 from ._wire import (
     CANCEL_DECODER,

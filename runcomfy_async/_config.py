@@ -1,10 +1,17 @@
-"""Configuration checks that run before any request: token, base URL, model and request ids."""
+"""Configuration: the option objects, and the checks that run before any request.
+
+The option objects are frozen dataclasses that check themselves when built and raise
+:class:`~runcomfy_async.ConfigError` for a value out of range: :class:`PollSettings` (the
+adaptive poller's knobs). The checks resolve the token and the base URL and refuse model and
+request ids that would change a request's path.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import re
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ._exceptions import ConfigError
@@ -12,6 +19,7 @@ from ._exceptions import ConfigError
 __all__ = [
     "DEFAULT_BASE_URL",
     "TOKEN_ENV_VARS",
+    "PollSettings",
     "check_model_id",
     "check_request_id",
     "is_loopback",
@@ -26,6 +34,44 @@ BASE_URL_ENV_VAR = "RUNCOMFY_BASE_URL"
 _MODEL_ID = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    """Knobs of the adaptive schedule (all times in seconds).
+
+    Attributes:
+        ratio: the one trade-off knob, in (0, 1). Each check is placed where the chance that
+            the job is still running has fallen to ``ratio`` times its value at the previous
+            check. Lower means fewer requests and slower answers (about ``1/(1-ratio)``
+            checks per job); higher means faster answers for more requests.
+        min_interval: the shortest gap between two checks of one job.
+        max_interval: the longest gap between two checks of one job.
+        first_check: the first probe of a model nothing is known about.
+        probes: how many jobs per unknown model probe before the first estimate.
+        learn_after: finished probes needed before the other jobs get a schedule.
+        jitter: relative jitter of every gap (``0.1`` = +-10 %).
+        workers: concurrent checks in flight (fixed pool of tasks).
+        error_limit: consecutive failed checks of one job before it fails with the error.
+    """
+
+    ratio: float = 0.52
+    min_interval: float = 0.05
+    max_interval: float = 30.0
+    first_check: float = 0.25
+    probes: int = 24
+    learn_after: int = 8
+    jitter: float = 0.05
+    workers: int = 16
+    error_limit: int = 30
+
+    def __post_init__(self) -> None:
+        if not 0 < self.ratio < 1:
+            raise ConfigError("ratio must be in (0, 1)")
+        if not 0 < self.min_interval <= self.max_interval:
+            raise ConfigError("need 0 < min_interval <= max_interval")
+        if min(self.workers, self.probes, self.error_limit, self.learn_after) < 1:
+            raise ConfigError("workers, probes, learn_after and error_limit must be >= 1")
 
 
 def resolve_token(api_token: str | None) -> str:

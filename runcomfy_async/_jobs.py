@@ -231,3 +231,18 @@ class Job:
                 callback(update)
             except Exception:  # a listener's bug must not stop the poller
                 logger.exception("job update callback failed for %s", self.request_id)
+
+    def _set_result(self, result: Result) -> None:
+        """End the job with ``result`` (a no-op once it has ended)."""
+        if not self._future.done():
+            self._future.set_result(result)
+
+    def _fail(self, exc: BaseException) -> None:
+        """End the job with ``exc`` (a no-op once it has ended).
+
+        The error counts as seen: a job nobody awaits must not log "exception was never
+        retrieved" when it fails.
+        """
+        if not self._future.done():
+            self._future.set_exception(exc)
+            self._future.exception()

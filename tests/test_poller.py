@@ -15,7 +15,8 @@ from runcomfy_async import (
     JobTimeoutError,
     PollSettings,
 )
-from runcomfy_async._estimate import DurationModel, QueueTracker
+from runcomfy_async._estimate import DurationModel
+from runcomfy_async._queue import QueueTracker
 from runcomfy_async.testing import FakeRunComfy
 
 from .conftest import FAST_RETRY, TOKEN
