@@ -32,7 +32,18 @@ class FakeRunComfy(EmulatorServer):
 
     The API listener answers ``POST /v1/models/{model_id}``, ``GET /v1/requests/{id}/status``,
     ``GET /v1/requests/{id}/result`` and ``POST /v1/requests/{id}/cancel`` as PROTOCOL.md
-    describes; the output listener serves ``GET /outputs/{id}/{i}.png`` (small real PNGs).
+    describes, plus the catalog (PROTOCOL.md §6): ``GET /v1/models`` (``search``,
+    ``category``, ``kind``, ``limit`` 1-500 (default 50), ``offset``, ``include_schema=true``),
+    ``GET /v1/models/categories`` and ``GET /v1/models/{model_id}`` (with ``input_schema``).
+    The output listener serves ``GET /outputs/{id}/{i}.png`` (small real PNGs).
+
+    A well-formed model id the catalog does not know is refused with HTTP 400 and error code
+    400001, at submit and at ``GET /v1/models/{id}``. A repeated cancel answers
+    ``not_cancellable``. ``/result?include_cost=true`` adds ``cost`` (USD) to a finished
+    job: ``base_price_usd`` times the outputs (``price_unit`` ``"output"``), times the
+    ``duration`` input (``"second"``), or once (any other unit); 0 for a failed or cancelled
+    job; absent when the model has no finite price >= 0. The bundled models' prices are the
+    emulator's own figures (``runcomfy_async._emulator._catalog.BUNDLED_PRICES``).
 
     Every API call must carry ``Authorization: Bearer <token>``; a missing header is refused
     even when any token is accepted. Random faults are drawn per request, for endpoints in
@@ -108,6 +119,16 @@ class FakeRunComfy(EmulatorServer):
             :meth:`start`, appended to (and flushed) on every submit and cancel, rewritten as a
             compact snapshot atomically on :meth:`stop`. The balance and counters other than
             :attr:`jobs_created` are not stored. ``None`` (default) keeps jobs in memory only.
+        accept_any_model: accept any well-formed model id at submit, known or not (the old
+            behaviour). ``False`` (default) answers an unknown id with 400/400001.
+        extra_models: more catalog entries, e.g. an untyped model with a JSON schema:
+            ``{"model_id": "acme/upscale", "input_schema": {...}, "base_price_usd": 0.02,
+            "price_unit": "output"}``. Only ``model_id`` is required; ``display_name``,
+            ``description``, ``categories``, ``kind`` (``"model"``), ``model_url``,
+            ``inputs`` and ``required_inputs`` are derived when missing. Submits to them are
+            accepted, and refused with 422 when a field the schema's ``required`` lists is
+            missing (nothing else of the schema is checked). An entry with a bundled id
+            replaces the bundled one. ``base_price_usd`` is served as given, even malformed.
 
     Besides the counters under Attributes, it offers :attr:`jobs`, :attr:`jobs_created`,
     :attr:`early_results`, :attr:`output_requests`, :attr:`output_auth_headers`,

@@ -83,11 +83,15 @@ async def test_dict_for_known_model_validated_before_sending(
     assert fake.requests["submit"] == 0
 
 
-async def test_unknown_model_passes_untyped(client: AsyncClient, fake: FakeRunComfy) -> None:
-    """Any other RunComfy model id is submitted as is."""
-    res = await client.run("someone/new-model/v2", {"anything": [1, 2], "goes": True})
-    assert res.status == "succeeded"
-    assert fake.jobs[res.request_id].inputs == {"anything": [1, 2], "goes": True}
+async def test_unknown_model_passes_untyped() -> None:
+    """Any other RunComfy model id is submitted as is (to a server that knows it)."""
+    async with (
+        FakeRunComfy(token=TOKEN, duration_mean=0.05, accept_any_model=True) as fake,
+        AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY) as client,
+    ):
+        res = await client.run("someone/new-model/v2", {"anything": [1, 2], "goes": True})
+        assert res.status == "succeeded"
+        assert fake.jobs[res.request_id].inputs == {"anything": [1, 2], "goes": True}
 
 
 async def test_bad_ids_refused_before_request(client: AsyncClient, fake: FakeRunComfy) -> None:

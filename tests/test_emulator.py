@@ -28,6 +28,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 AUTH = {"Authorization": "Bearer any-token"}
 
 
+def emulator(**knobs: Any) -> FakeRunComfy:
+    """An emulator whose catalog also lists OTHER_MODEL, a schema-less model these tests use."""
+    return FakeRunComfy(extra_models=[{"model_id": OTHER_MODEL}], **knobs)
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """An aiohttp session with a bearer token (any token passes unless the test sets one)."""
@@ -69,7 +74,7 @@ async def get_status(http: aiohttp.ClientSession, fake: FakeRunComfy, rid: str) 
 @pytest.mark.anyio
 async def test_round_trip_submit_status_result_cancel(http: aiohttp.ClientSession) -> None:
     """A job goes submit -> in_progress -> completed -> succeeded, with absolute URLs."""
-    async with FakeRunComfy(duration_mean=0.1) as fake:
+    async with emulator(duration_mean=0.1) as fake:
         assert fake.base_url == f"http://127.0.0.1:{fake.port}"
         job = await submit(http, fake, {"prompt": "a fox"}, model=MODEL)
         rid = job["request_id"]
@@ -116,7 +121,7 @@ async def test_round_trip_submit_status_result_cancel(http: aiohttp.ClientSessio
 @pytest.mark.anyio
 async def test_urls_follow_the_request_host(http: aiohttp.ClientSession) -> None:
     """The *_url fields use the Host the client connected with."""
-    async with FakeRunComfy() as fake:
+    async with emulator() as fake:
         url = f"http://localhost:{fake.port}/v1/models/{OTHER_MODEL}"
         _, body, _ = await call(http, "POST", url, json={})
         assert body["status_url"].startswith(f"http://localhost:{fake.port}/v1/requests/")
@@ -134,7 +139,7 @@ def test_lognormal_durations_have_the_requested_mean() -> None:
 @pytest.mark.anyio
 async def test_concurrency_queue_positions_and_fifo_start(http: aiohttp.ClientSession) -> None:
     """With one slot, jobs queue FIFO and each starts exactly when the previous one ended."""
-    async with FakeRunComfy(concurrency=1, duration_mean=0.1) as fake:
+    async with emulator(concurrency=1, duration_mean=0.1) as fake:
         rids = [(await submit(http, fake))["request_id"] for _ in range(3)]
         bodies = [await get_status(http, fake, rid) for rid in rids]
         assert [b["status"] for b in bodies] == ["in_progress", "in_queue", "in_queue"]
@@ -189,7 +194,7 @@ def test_virtual_time_queue_with_cancels() -> None:
 @pytest.mark.anyio
 async def test_cancel_queued_job_but_not_running_one(http: aiohttp.ClientSession) -> None:
     """Cancel answers 202: a queued job is cancelled once; a repeat or a running one is not."""
-    async with FakeRunComfy(concurrency=1, duration_mean=5.0) as fake:
+    async with emulator(concurrency=1, duration_mean=5.0) as fake:
         running, queued, later = [(await submit(http, fake))["request_id"] for _ in range(3)]
         cancel = f"{fake.base_url}/v1/requests/{{}}/cancel"
 
@@ -220,12 +225,12 @@ async def test_cancel_queued_job_but_not_running_one(http: aiohttp.ClientSession
 @pytest.mark.anyio
 async def test_unknown_ids_and_routes_are_404(http: aiohttp.ClientSession) -> None:
     """Unknown request ids and routes get 404 with error code 404001."""
-    async with FakeRunComfy() as fake:
+    async with emulator() as fake:
         for method, tail in (("GET", "status"), ("GET", "result"), ("POST", "cancel")):
             url = f"{fake.base_url}/v1/requests/nope/{tail}"
             status, body, _ = await call(http, method, url)
             assert (status, body["error_code"]) == (404, 404001)
-        for method, path in (("GET", "/v1/models/a/b"), ("GET", "/v2/x"), ("DELETE", "/")):
+        for method, path in (("GET", "/v1/requests/x"), ("GET", "/v2/x"), ("DELETE", "/")):
             status, body, _ = await call(http, method, f"{fake.base_url}{path}")
             assert (status, body["error_code"]) == (404, 404001)
 
@@ -233,7 +238,7 @@ async def test_unknown_ids_and_routes_are_404(http: aiohttp.ClientSession) -> No
 @pytest.mark.anyio
 async def test_pending_result_modes(http: aiohttp.ClientSession) -> None:
     """pending_result='400005' answers 400/400005 before the job ends."""
-    async with FakeRunComfy(duration_mean=5.0, pending_result="400005") as fake:
+    async with emulator(duration_mean=5.0, pending_result="400005") as fake:
         rid = (await submit(http, fake))["request_id"]
         status, body, _ = await call(http, "GET", f"{fake.base_url}/v1/requests/{rid}/result")
         assert status == 400
@@ -244,7 +249,7 @@ async def test_pending_result_modes(http: aiohttp.ClientSession) -> None:
 async def test_failed_jobs_and_failed_status_variant(http: aiohttp.ClientSession) -> None:
     """A failed job shows failed_status on /status and an error object on /result."""
     for failed_status in ("completed", "failed"):
-        async with FakeRunComfy(
+        async with emulator(
             duration_mean=0.0, failure_rate=1.0, failed_status=failed_status
         ) as fake:
             rid = (await submit(http, fake))["request_id"]
@@ -262,7 +267,7 @@ async def test_seed_model_validation_answers_422(http: aiohttp.ClientSession) ->
     """Bad inputs for a seed model get 422 with a FastAPI-style detail."""
     if importlib.util.find_spec("runcomfy_async.models") is None:
         pytest.skip("runcomfy_async.models is not written yet")
-    async with FakeRunComfy() as fake:
+    async with emulator() as fake:
         url = f"{fake.base_url}/v1/models/{MODEL}"
         bad = {"prompt": "x", "aspect_ratio": "7:7"}
         status, body, _ = await call(http, "POST", url, json=bad)
@@ -274,7 +279,7 @@ async def test_seed_model_validation_answers_422(http: aiohttp.ClientSession) ->
         assert problem["type"] == "value_error"
         assert "16:9" in problem["msg"]
         assert fake.jobs_created == 0
-    async with FakeRunComfy(validate=False) as fake:
+    async with emulator(validate=False) as fake:
         status, _, _ = await call(http, "POST", f"{fake.base_url}/v1/models/{MODEL}", json=bad)
         assert status == 200
 
@@ -282,7 +287,7 @@ async def test_seed_model_validation_answers_422(http: aiohttp.ClientSession) ->
 @pytest.mark.anyio
 async def test_bad_model_ids_and_bodies(http: aiohttp.ClientSession) -> None:
     """Malformed model ids get 400001, non-object bodies 422, oversize bodies 413."""
-    async with FakeRunComfy(max_body_bytes=100) as fake:
+    async with emulator(max_body_bytes=100) as fake:
         for raw_path in ("/v1/models/a/../b", "/v1/models/bad%20id", "/v1/models/a//b"):
             raw_url = URL(fake.base_url + raw_path, encoded=True)
             status, body, _ = await call(http, "POST", raw_url, json={})
@@ -301,13 +306,13 @@ async def test_bad_model_ids_and_bodies(http: aiohttp.ClientSession) -> None:
 @pytest.mark.anyio
 async def test_num_images_gives_an_images_list(http: aiohttp.ClientSession) -> None:
     """num_images > 1 yields output.images; num_outputs_key='images' always yields a list."""
-    async with FakeRunComfy(duration_mean=0.0) as fake:
+    async with emulator(duration_mean=0.0) as fake:
         rid = (await submit(http, fake, {"prompt": "x", "num_images": 3}))["request_id"]
         _, body, _ = await call(http, "GET", f"{fake.base_url}/v1/requests/{rid}/result")
         assert body["output"] == {
             "images": [f"{fake.output_base_url}/outputs/{rid}/{i}.png" for i in range(3)]
         }
-    async with FakeRunComfy(duration_mean=0.0, num_outputs_key="images") as fake:
+    async with emulator(duration_mean=0.0, num_outputs_key="images") as fake:
         rid = (await submit(http, fake))["request_id"]
         _, body, _ = await call(http, "GET", f"{fake.base_url}/v1/requests/{rid}/result")
         assert body["output"] == {"images": [f"{fake.output_base_url}/outputs/{rid}/0.png"]}
@@ -316,7 +321,7 @@ async def test_num_images_gives_an_images_list(http: aiohttp.ClientSession) -> N
 @pytest.mark.anyio
 async def test_rate_limit_answers_429_with_retry_after(http: aiohttp.ClientSession) -> None:
     """Beyond the bucket the API answers 429 with an integer Retry-After of at least 1."""
-    async with FakeRunComfy(rate_limit=2.0, record_arrivals=True) as fake:
+    async with emulator(rate_limit=2.0, record_arrivals=True) as fake:
         url = f"{fake.base_url}/v1/requests/x/status"
         statuses = [(await call(http, "GET", url))[0] for _ in range(3)]
         assert statuses == [404, 404, 429]
@@ -326,7 +331,7 @@ async def test_rate_limit_answers_429_with_retry_after(http: aiohttp.ClientSessi
         assert fake.rate_limited == 2
         assert fake.requests["status"] == 4
         assert [endpoint for _, endpoint in fake.arrivals] == ["status"] * 4
-    async with FakeRunComfy(rate_limit=1.0, rate_burst=1, retry_after=False) as fake:
+    async with emulator(rate_limit=1.0, rate_burst=1, retry_after=False) as fake:
         url = f"{fake.base_url}/v1/requests/x/status"
         await call(http, "GET", url)
         status, _, resp = await call(http, "GET", url)
@@ -338,7 +343,7 @@ async def test_inject_reset_after_submit_still_creates_the_job(
     http: aiohttp.ClientSession,
 ) -> None:
     """inject(after=True, reset=True): the client sees a reset but the job exists."""
-    async with FakeRunComfy() as fake:
+    async with emulator() as fake:
         fake.inject("submit", reset=True, after=True)
         with pytest.raises(aiohttp.ClientError):
             await call(http, "POST", f"{fake.base_url}/v1/models/{OTHER_MODEL}", json={"a": 1})
@@ -359,7 +364,7 @@ async def test_inject_reset_after_submit_still_creates_the_job(
 @pytest.mark.anyio
 async def test_inject_html_503_then_normal(http: aiohttp.ClientSession) -> None:
     """An injected HTML 503 is served `times` times, with its headers, then normal answers."""
-    async with FakeRunComfy(duration_mean=0.0) as fake:
+    async with emulator(duration_mean=0.0) as fake:
         rid = (await submit(http, fake))["request_id"]
         page = "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>"
         fake.inject(
@@ -382,7 +387,7 @@ async def test_inject_html_503_then_normal(http: aiohttp.ClientSession) -> None:
 @pytest.mark.anyio
 async def test_inject_delay(http: aiohttp.ClientSession) -> None:
     """A scripted delay holds the answer back."""
-    async with FakeRunComfy() as fake:
+    async with emulator() as fake:
         fake.inject("status", status=404, delay=0.2)
         start = time.monotonic()
         status, _, _ = await call(http, "GET", f"{fake.base_url}/v1/requests/x/status")
@@ -392,7 +397,7 @@ async def test_inject_delay(http: aiohttp.ClientSession) -> None:
 @pytest.mark.anyio
 async def test_random_faults_hit_only_fault_endpoints(http: aiohttp.ClientSession) -> None:
     """error/reset/malformed rates of 1 fault every status call but leave submit alone."""
-    async with FakeRunComfy(error_rate=1.0, seed=3) as fake:
+    async with emulator(error_rate=1.0, seed=3) as fake:
         rid = (await submit(http, fake))["request_id"]
         seen = set()
         for _ in range(12):
@@ -404,17 +409,17 @@ async def test_random_faults_hit_only_fault_endpoints(http: aiohttp.ClientSessio
             if resp.content_type == "application/json":
                 assert body["error_code"] == 500001
         assert seen == {"application/json", "text/html"}
-    async with FakeRunComfy(reset_rate=1.0) as fake:
+    async with emulator(reset_rate=1.0) as fake:
         rid = (await submit(http, fake))["request_id"]
         with pytest.raises(aiohttp.ClientError):
             await call(http, "GET", f"{fake.base_url}/v1/requests/{rid}/status")
         # aiohttp resends an idempotent request once when a reused connection drops.
         assert fake.responses[0] == fake.requests["status"] in (1, 2)
-    async with FakeRunComfy(malformed_rate=1.0) as fake:
+    async with emulator(malformed_rate=1.0) as fake:
         rid = (await submit(http, fake))["request_id"]
         status, body, _ = await call(http, "GET", f"{fake.base_url}/v1/requests/{rid}/status")
         assert status == 200 and isinstance(body, bytes)
-    async with FakeRunComfy(slow_rate=1.0, slow_seconds=0.2, fault_endpoints=["cancel"]) as fake:
+    async with emulator(slow_rate=1.0, slow_seconds=0.2, fault_endpoints=["cancel"]) as fake:
         rid = (await submit(http, fake))["request_id"]
         start = time.monotonic()
         status, _, _ = await call(http, "POST", f"{fake.base_url}/v1/requests/{rid}/cancel")
@@ -424,7 +429,7 @@ async def test_random_faults_hit_only_fault_endpoints(http: aiohttp.ClientSessio
 @pytest.mark.anyio
 async def test_token_is_enforced(http: aiohttp.ClientSession) -> None:
     """With a token set, missing or wrong bearer tokens get 401 with code 401001."""
-    async with FakeRunComfy(token="s3cret") as fake:
+    async with emulator(token="s3cret") as fake:
         url = f"{fake.base_url}/v1/models/{OTHER_MODEL}"
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
             status, body, _ = await call(http, "POST", url, json={}, headers=headers)
@@ -441,7 +446,7 @@ async def test_outputs_are_real_pngs_and_auth_headers_are_counted(
     http: aiohttp.ClientSession,
 ) -> None:
     """The output origin serves PNGs and counts requests carrying Authorization."""
-    async with FakeRunComfy(duration_mean=0.0) as fake:
+    async with emulator(duration_mean=0.0) as fake:
         assert fake.output_port != fake.port
         rid = (await submit(http, fake, {"num_images": 2}))["request_id"]
         _, result, _ = await call(http, "GET", f"{fake.base_url}/v1/requests/{rid}/result")
@@ -469,7 +474,7 @@ async def test_outputs_are_real_pngs_and_auth_headers_are_counted(
 @pytest.mark.anyio
 async def test_restart_keeps_ports_and_jobs(http: aiohttp.ClientSession) -> None:
     """stop() then start() serves again on the same ports with the same jobs."""
-    fake = FakeRunComfy(duration_mean=0.0)
+    fake = emulator(duration_mean=0.0)
     await fake.start()
     try:
         port, output_port = fake.port, fake.output_port
@@ -495,7 +500,7 @@ async def test_stop_is_quick_and_clean_with_a_request_in_flight(
 ) -> None:
     """Stopping cancels a long in-flight handler promptly and leaves no task behind."""
     before = asyncio.all_tasks()
-    fake = FakeRunComfy()
+    fake = emulator()
     await fake.start()
     fake.inject("status", delay=30.0)
     pending = asyncio.ensure_future(call(http, "GET", f"{fake.base_url}/v1/requests/x/status"))
@@ -512,7 +517,7 @@ async def test_stop_is_quick_and_clean_with_a_request_in_flight(
 @pytest.mark.anyio
 async def test_serve_forever_serves_until_cancelled(http: aiohttp.ClientSession) -> None:
     """serve_forever() runs the listeners until its task is cancelled, then stops them."""
-    fake = FakeRunComfy()
+    fake = emulator()
     task = asyncio.ensure_future(fake.serve_forever())
     for _ in range(200):
         if fake.running:
@@ -552,8 +557,8 @@ def test_knobs_are_validated() -> None:
     ]
     for knobs in bad:
         with pytest.raises(ValueError):
-            FakeRunComfy(**knobs)
-    fake = FakeRunComfy()
+            emulator(**knobs)
+    fake = emulator()
     with pytest.raises(ValueError):
         fake.inject("download")
     with pytest.raises(ValueError):

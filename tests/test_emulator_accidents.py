@@ -11,7 +11,7 @@ import pytest
 
 from runcomfy_async._emulator._png import output_png
 from runcomfy_async.testing import FakeRunComfy
-from tests.test_emulator import MODEL, call, get_status, http, submit
+from tests.test_emulator import MODEL, OTHER_MODEL, call, emulator, get_status, http, submit
 
 __all__ = ["http"]  # the fixture, re-exported so pytest finds it here
 
@@ -32,7 +32,7 @@ async def test_an_empty_balance_refuses_submits_until_topped_up(
     http: aiohttp.ClientSession,
 ) -> None:
     """Beyond the balance a submit gets 400/400002 and creates no job; top_up makes room."""
-    async with FakeRunComfy(balance=2) as fake:
+    async with emulator(balance=2) as fake:
         for _ in range(2):
             await submit(http, fake)
         url = f"{fake.base_url}/v1/models/{MODEL}"
@@ -52,14 +52,16 @@ async def test_an_empty_balance_refuses_submits_until_topped_up(
 @pytest.mark.anyio
 async def test_balance_error_402_and_top_up_checks(http: aiohttp.ClientSession) -> None:
     """balance_error='402' answers HTTP 402; top_up refuses nonsense and unlimited balances."""
-    async with FakeRunComfy(balance=0, balance_error="402") as fake:
-        status, body, _ = await call(http, "POST", f"{fake.base_url}/v1/models/x/y", json={})
+    async with emulator(balance=0, balance_error="402") as fake:
+        status, body, _ = await call(
+            http, "POST", f"{fake.base_url}/v1/models/{OTHER_MODEL}", json={}
+        )
         assert (status, body["error_code"]) == (402, 402001)
         assert fake.jobs_created == 0
         with pytest.raises(ValueError):
             fake.top_up(0)
     with pytest.raises(ValueError):
-        FakeRunComfy().top_up(5)
+        emulator().top_up(5)
 
 
 # -------------------------------------------------------------------------------- credentials
@@ -71,9 +73,9 @@ async def test_revoke_after_refuses_every_endpoint_while_jobs_run(
 ) -> None:
     """After revoke_after requests every endpoint answers 401; jobs run on; restore heals."""
     good = {"Authorization": "Bearer s3cret"}
-    async with FakeRunComfy(token="s3cret", revoke_after=2, duration_mean=0.3) as fake:
+    async with emulator(token="s3cret", revoke_after=2, duration_mean=0.3) as fake:
         status, body, _ = await call(
-            http, "POST", f"{fake.base_url}/v1/models/x/y", json={}, headers=good
+            http, "POST", f"{fake.base_url}/v1/models/{OTHER_MODEL}", json={}, headers=good
         )
         assert status == 200
         rid = body["request_id"]
@@ -86,7 +88,7 @@ async def test_revoke_after_refuses_every_endpoint_while_jobs_run(
             ("GET", f"{base}/status"),
             ("GET", f"{base}/result"),
             ("POST", f"{base}/cancel"),
-            ("POST", f"{fake.base_url}/v1/models/x/y"),
+            ("POST", f"{fake.base_url}/v1/models/{OTHER_MODEL}"),
         ):
             status, body, _ = await call(http, method, url, headers=good)
             assert (status, body["error_code"]) == (401, 401001), url
@@ -103,8 +105,8 @@ async def test_auth_error_400004_missing_header_and_revoke_token(
     http: aiohttp.ClientSession,
 ) -> None:
     """auth_error='400004' answers HTTP 400/400004; a missing header is refused; revoke later."""
-    async with FakeRunComfy(auth_error="400004") as fake:
-        url = f"{fake.base_url}/v1/models/x/y"
+    async with emulator(auth_error="400004") as fake:
+        url = f"{fake.base_url}/v1/models/{OTHER_MODEL}"
         async with aiohttp.ClientSession() as bare:
             for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Basic abc"}):
                 status, body, _ = await call(bare, "POST", url, json={}, headers=headers)
@@ -120,8 +122,10 @@ async def test_auth_error_400004_missing_header_and_revoke_token(
         assert status == 400 and fake.jobs_created == 2
         with pytest.raises(ValueError):
             fake.revoke_token(after=-1)
-    async with FakeRunComfy() as fake, aiohttp.ClientSession() as bare:
-        status, body, _ = await call(bare, "POST", f"{fake.base_url}/v1/models/x/y", json={})
+    async with emulator() as fake, aiohttp.ClientSession() as bare:
+        status, body, _ = await call(
+            bare, "POST", f"{fake.base_url}/v1/models/{OTHER_MODEL}", json={}
+        )
         assert (status, body["error_code"]) == (401, 401001)
 
 
@@ -133,7 +137,7 @@ async def test_outage_refuses_connections_and_keeps_every_job(
     http: aiohttp.ClientSession,
 ) -> None:
     """During outage() connections are refused; after it, same ports, jobs finished meanwhile."""
-    async with FakeRunComfy(duration_mean=0.3, concurrency=1) as fake:
+    async with emulator(duration_mean=0.3, concurrency=1) as fake:
         first = (await submit(http, fake))["request_id"]
         second = (await submit(http, fake))["request_id"]
         ports = (fake.port, fake.output_port)
@@ -162,7 +166,7 @@ async def test_output_drip_sends_headers_then_a_byte_at_a_time(
     http: aiohttp.ClientSession,
 ) -> None:
     """output_drip stalls the first output_drip_count downloads; later ones arrive at once."""
-    async with FakeRunComfy(duration_mean=0.0, output_drip=60.0, output_drip_count=1) as fake:
+    async with emulator(duration_mean=0.0, output_drip=60.0, output_drip_count=1) as fake:
         rid = (await submit(http, fake))["request_id"]
         _, result, _ = await call(http, "GET", f"{fake.base_url}/v1/requests/{rid}/result")
         url = result["output"]["image"]
@@ -176,7 +180,7 @@ async def test_output_drip_sends_headers_then_a_byte_at_a_time(
             async with bare.get(url) as resp:
                 assert await resp.read() == png
         assert fake.output_drips == 1 and fake.output_responses[200] == 2
-    async with FakeRunComfy(duration_mean=0.0, output_drip=0.0005) as fake:
+    async with emulator(duration_mean=0.0, output_drip=0.0005) as fake:
         rid = (await submit(http, fake))["request_id"]
         _, result, _ = await call(http, "GET", f"{fake.base_url}/v1/requests/{rid}/result")
         async with aiohttp.ClientSession() as bare, bare.get(result["output"]["image"]) as resp:
@@ -193,7 +197,7 @@ async def test_state_file_carries_jobs_to_a_new_emulator(
 ) -> None:
     """A new emulator on the same state_path answers the old jobs: finished, queued, cancelled."""
     path = tmp_path / "sandbox" / "emulator-state.jsonl"
-    old = FakeRunComfy(state_path=path, concurrency=1, duration_mean=0.3)
+    old = emulator(state_path=path, concurrency=1, duration_mean=0.3)
     await old.start()
     done = (await submit(http, old, {"num_images": 2}))["request_id"]
     queued = (await submit(http, old))["request_id"]
@@ -204,7 +208,7 @@ async def test_state_file_carries_jobs_to_a_new_emulator(
     ports, timeline = (old.port, old.output_port), old.jobs[queued].ends
     await old.stop()
 
-    async with FakeRunComfy(state_path=path, concurrency=1, duration_mean=0.3) as new:
+    async with emulator(state_path=path, concurrency=1, duration_mean=0.3) as new:
         assert new.jobs_created == 3
         assert (new.port, new.output_port) == ports  # the recorded ports were free again
         assert (await get_status(http, new, dropped))["status"] == "cancelled"
@@ -219,7 +223,7 @@ async def test_state_file_carries_jobs_to_a_new_emulator(
         assert new.jobs[done].inputs == {"num_images": 2}
         extra = (await submit(http, new))["request_id"]
         # Killed without stop(): the appended lines alone carry the new job.
-        async with FakeRunComfy(state_path=path) as third:
+        async with emulator(state_path=path) as third:
             assert third.jobs_created == 4 and extra in third.jobs
 
 
@@ -228,18 +232,18 @@ def test_state_file_skips_a_torn_line_and_refuses_a_foreign_file(tmp_path: Path)
 
     async def scenario() -> None:
         path = tmp_path / "state.jsonl"
-        async with FakeRunComfy(state_path=path, duration_mean=0.0) as fake:
+        async with emulator(state_path=path, duration_mean=0.0) as fake:
             async with aiohttp.ClientSession(headers={"Authorization": "Bearer t"}) as http:
                 await submit(http, fake)
         with open(path, "ab") as out:
             out.write(b'{"type":"job","id":"torn')
-        again = FakeRunComfy(state_path=path)
+        again = emulator(state_path=path)
         async with again:
             assert again.jobs_created == 1
         foreign = tmp_path / "notes.txt"
         foreign.write_text("my notes\n")
         with pytest.raises(ValueError, match="not an emulator state file"):
-            await FakeRunComfy(state_path=foreign).start()
+            await emulator(state_path=foreign).start()
         assert foreign.read_text() == "my notes\n"
 
     asyncio.run(scenario())
@@ -259,7 +263,7 @@ def test_accident_knobs_are_validated() -> None:
     for knobs in bad:
         name = next(iter(knobs))
         with pytest.raises(ValueError, match=name):
-            FakeRunComfy(**knobs)  # type: ignore[arg-type]
+            emulator(**knobs)  # type: ignore[arg-type]
 
 
 def test_cli_emulator_options_reach_the_knobs(tmp_path: Path) -> None:
@@ -272,7 +276,15 @@ def test_cli_emulator_options_reach_the_knobs(tmp_path: Path) -> None:
     add_emulator_parser(parser.add_subparsers())
     argv = ["emulator", "--balance", "3", "--balance-error", "402", "--auth-error", "400004"]
     argv += ["--revoke-after", "7", "--output-drip", "5", "--output-drip-count", "2"]
-    argv += ["--state", str(tmp_path / "s.jsonl")]
+    extra = tmp_path / "extra.json"
+    extra.write_text('[{"model_id": "acme/x"}]')
+    argv += [
+        "--state",
+        str(tmp_path / "s.jsonl"),
+        "--accept-any-model",
+        "--extra-models",
+        str(extra),
+    ]
     kwargs = emulator_kwargs(parser.parse_args(argv))
     assert {k: kwargs[k] for k in ("balance", "balance_error", "auth_error")} == {
         "balance": 3,
@@ -285,5 +297,10 @@ def test_cli_emulator_options_reach_the_knobs(tmp_path: Path) -> None:
         2,
     )
     assert kwargs["state_path"] == str(tmp_path / "s.jsonl")
+    assert kwargs["accept_any_model"] is True
+    assert kwargs["extra_models"] == [{"model_id": "acme/x"}]
     fake = FakeRunComfy(**kwargs)
     assert fake.balance == 3
+    extra.write_text('{"model_id": "acme/x"}')
+    with pytest.raises(ValueError, match="extra-models"):
+        emulator_kwargs(parser.parse_args(["emulator", "--extra-models", str(extra)]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import sys
 from typing import Any
 
@@ -102,6 +103,16 @@ def add_emulator_parser(sub: Any) -> None:
         help="keep the jobs in this file, so a restarted emulator continues them",
     )
     emu.add_argument(
+        "--accept-any-model",
+        action="store_true",
+        help="accept any well-formed model id (default: unknown ids get error 400001)",
+    )
+    emu.add_argument(
+        "--extra-models",
+        metavar="PATH",
+        help="a JSON file holding a list of catalog entries to serve besides the bundled models",
+    )
+    emu.add_argument(
         "--loop",
         choices=("asyncio", "uvloop"),
         default="asyncio",
@@ -140,7 +151,23 @@ def emulator_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "output_drip": args.output_drip,
         "output_drip_count": args.output_drip_count,
         "state_path": args.state,
+        "accept_any_model": args.accept_any_model,
+        "extra_models": _extra_models(args.extra_models),
     }
+
+
+def _extra_models(path: str | None) -> list[Any]:
+    """The catalog entries in the ``--extra-models`` JSON file (a list), or none."""
+    if path is None:
+        return []
+    try:
+        with open(path, "rb") as f:
+            entries = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--extra-models {path}: {exc}") from None
+    if not isinstance(entries, list):
+        raise ValueError(f"--extra-models {path}: expected a JSON list of catalog entries")
+    return entries
 
 
 def run_emulator_main(args: argparse.Namespace) -> int:

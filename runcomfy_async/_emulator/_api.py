@@ -21,6 +21,7 @@ import msgspec
 from aiohttp import web
 
 from .._exceptions import InputValidationError
+from ._catalog import Catalog, unknown_model
 from ._http import error_response, iso_time, json_response
 from ._jobs import (
     CANCELLED,
@@ -58,6 +59,8 @@ class ModelApi:
         always_list: put even a single output URL in an ``images`` list.
         max_body_bytes: larger submit bodies get 413.
         output_base_url: returns the output listener's origin (its port may change on start).
+        catalog: the models known (unknown ones get 400001) and their prices.
+        accept_any_model: accept any well-formed model id, known or not.
         charge: pays for one job before it is created; returns the refusal to send instead
             (an empty balance), or ``None``.
         state: where job creations and cancels are recorded, or ``None``.
@@ -82,6 +85,8 @@ class ModelApi:
         always_list: bool,
         max_body_bytes: int,
         output_base_url: Callable[[], str],
+        catalog: Catalog | None = None,
+        accept_any_model: bool = False,
         charge: Callable[[], web.Response | None] = lambda: None,
         state: StateFile | None = None,
     ):
@@ -97,6 +102,8 @@ class ModelApi:
         self._always_list = always_list
         self._max_body = max_body_bytes
         self._output_base_url = output_base_url
+        self.catalog = Catalog() if catalog is None else catalog
+        self._accept_any = accept_any_model
         self._charge = charge
         self._state = state
         self.jobs: dict[str, FakeJob] = {}
@@ -111,15 +118,18 @@ class ModelApi:
 
         Returns:
             200 with ``request_id`` and absolute ``*_url`` fields built from the request's own
-            Host; 400/400001 for a malformed model id, 413 for an oversize body, 422/422001
-            for a body that is not a JSON object or breaks a seed model's schema, and the
-            account's refusal (400/400002 or 402) when the balance is empty.
+            Host; 400/400001 for a malformed or unknown model id, 413 for an oversize body,
+            422/422001 for a body that is not a JSON object, breaks a seed model's schema or
+            lacks a field an extra model requires, and the account's refusal (400/400002 or
+            402) when the balance is empty.
         """
         model_id = request.match_info["model_id"]
         if not _MODEL_ID.match(model_id) or any(
             part in (".", "..") for part in model_id.split("/")
         ):
             return error_response(400, 400001, f"Invalid model id: {model_id!r}")
+        if not self._accept_any and not self.catalog.knows(model_id):
+            return unknown_model(model_id)
         size = request.content_length
         if size is not None and size > self._max_body:
             return error_response(413, 413001, f"Request body larger than {self._max_body} bytes")
@@ -140,6 +150,9 @@ class ModelApi:
                     validator(model_id, inputs)
                 except InputValidationError as exc:
                     return self._unprocessable(exc.field, exc.reason, "value_error")
+            missing = self.catalog.missing_inputs(model_id, inputs)
+            if missing:
+                return self._unprocessable(missing[0], "Field required", "missing")
         refusal = self._charge()
         if refusal is not None:
             return refusal
@@ -280,7 +293,8 @@ class ModelApi:
 
         Returns:
             200 with the result body (``output`` only when succeeded, ``error`` only when
-            failed); before the end, 200 with the state or 400/400005; 404 for an unknown id.
+            failed, ``cost`` in USD when finished and asked with ``include_cost=true``);
+            before the end, 200 with the state or 400/400005; 404 for an unknown id.
         """
         job = self._lookup(request)
         if isinstance(job, web.Response):
@@ -300,6 +314,10 @@ class ModelApi:
         body["finished_at"] = iso_time(job.wall_time(ended if ended is not None else now))
         if state == FAILED:
             body["error"] = {"type": "generation_error", "message": "emulated generation failure"}
+        if request.query.get("include_cost", "").lower() in ("true", "1"):
+            cost = self.catalog.cost(job, state)
+            if cost is not None:
+                body["cost"] = cost
         return json_response(200, body)
 
     def _output(self, job: FakeJob) -> dict[str, Any]:

@@ -175,7 +175,8 @@ class Controls:
         authentication, rate limiting and random faults.
 
         Args:
-            endpoint: ``"submit"``, ``"status"``, ``"result"``, ``"cancel"`` or ``"output"``.
+            endpoint: ``"submit"``, ``"status"``, ``"result"``, ``"cancel"``, ``"models"``
+                (the catalog's ``GET /v1/models...`` routes) or ``"output"``.
             status: the HTTP status to answer.
             body: the body; dicts and lists are JSON-encoded, ``str`` is UTF-8. ``None`` gives
                 an error envelope ``{"error_code": status * 1000 + 1, ...}`` for statuses

@@ -32,8 +32,8 @@ __all__ = [
     "truncated",
 ]
 
-API_ENDPOINTS = frozenset({"submit", "status", "result", "cancel"})
-"""The endpoint names of the API listener."""
+API_ENDPOINTS = frozenset({"submit", "status", "result", "cancel", "models"})
+"""The endpoint names of the API listener (``models``: the catalog's three GET routes)."""
 
 ALL_ENDPOINTS = API_ENDPOINTS | {"output"}
 """Endpoint names that faults and canned answers may target."""

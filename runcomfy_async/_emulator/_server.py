@@ -15,7 +15,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from aiohttp import web
 
 from ._account import Account, AuthError, BalanceError
 from ._api import ModelApi
+from ._catalog import Catalog
 from ._controls import Controls
 from ._faults import Faults, Handler
 from ._http import error_response, listen
@@ -73,6 +74,8 @@ class EmulatorServer(Controls):
         output_drip: float | None = None,
         output_drip_count: int | None = None,
         state_path: str | os.PathLike[str] | None = None,
+        accept_any_model: bool = False,
+        extra_models: Iterable[Mapping[str, Any]] = (),
     ):
         check_knobs(
             port=port,
@@ -138,6 +141,8 @@ class EmulatorServer(Controls):
             always_list=num_outputs_key == "images",
             max_body_bytes=max_body_bytes,
             output_base_url=lambda: self.output_base_url,
+            catalog=Catalog(extra_models),
+            accept_any_model=accept_any_model,
             charge=self._account.charge,
             state=self._state,
         )
@@ -295,6 +300,10 @@ class EmulatorServer(Controls):
 
     def _api_app(self) -> web.Application:
         app = web.Application(client_max_size=self._max_body)
+        catalog = self._api.catalog
+        app.router.add_get("/v1/models", self._handle("models", catalog.list_models))
+        app.router.add_get("/v1/models/categories", self._handle("models", catalog.categories))
+        app.router.add_get("/v1/models/{model_id:.+}", self._handle("models", catalog.get_model))
         app.router.add_post("/v1/models/{model_id:.+}", self._on_submit)
         app.router.add_get("/v1/requests/{request_id}/status", self._on_status)
         app.router.add_get("/v1/requests/{request_id}/result", self._on_result)
@@ -353,6 +362,16 @@ class EmulatorServer(Controls):
             response = await handler(request)
         counter[response.status] += 1
         return response
+
+    def _handle(
+        self, endpoint: str, handler: Handler
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """A route that sends ``handler`` through the pipeline as ``endpoint``."""
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            return await self._serve(endpoint, request, handler)
+
+        return route
 
     async def _on_submit(self, request: web.Request) -> web.StreamResponse:
         return await self._serve("submit", request, self._api.submit)
