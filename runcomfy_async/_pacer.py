@@ -111,6 +111,19 @@ class SubmitPacer:
         self._since: tuple[float, float] | None = None  # (wall, cpu) at the window's start
         self._next = 0.0
 
+    def __repr__(self) -> str:
+        cost = "not measured yet" if self.cost is None else f"{self.cost * 1e6:.1f}us/request"
+        rate = self.rate(PRIOR_REQUESTS_PER_JOB)
+        at = (
+            "unpaced"
+            if rate is None
+            else f"{rate:,.0f}/s at {PRIOR_REQUESTS_PER_JOB:g} requests/job"
+        )
+        return (
+            f"<SubmitPacer cost={cost} rate={at} paced={self.paced} "
+            f"waited={self.waited:.3f}s utilization={self.utilization:g}>"
+        )
+
     def observe(self) -> None:
         """One request ended (answered or not); call it from the event loop thread."""
         if self._since is None:

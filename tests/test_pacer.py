@@ -238,3 +238,18 @@ async def test_the_poller_measures_requests_per_ended_job() -> None:
                 rid = (await first.submit(T2I, {"prompt": "elsewhere"})).request_id
             await client.job(rid, T2I)  # re-attached: no submit of ours, not counted
             assert poller.ended == 40
+
+
+def test_repr_shows_the_measured_cost() -> None:
+    """print(pacer) shows the cost per request once measured, and how many submits waited."""
+    wall = [0.0]
+    cpu = [0.0]
+    pacer = SubmitPacer(clock=lambda: wall[0], cpu=lambda: cpu[0])
+    assert "cost=not measured yet" in repr(pacer) and "paced=0" in repr(pacer)
+    for _ in range(WINDOW + 1):
+        wall[0] += 0.001
+        cpu[0] += 0.0005
+        pacer.observe()
+    assert pacer.cost is not None
+    assert f"cost={pacer.cost * 1e6:.1f}us/request" in repr(pacer)
+    assert repr(pacer).startswith("<SubmitPacer ") and "rate=" in repr(pacer)
