@@ -19,6 +19,7 @@ import pytest
 
 from runcomfy_async._cli._gallery import safe_relative_path, write_gallery
 from runcomfy_async._emulator._png import gradient_png
+from runcomfy_async._states import BATCH_STATUSES, PROBLEM_STATUSES
 
 MAGENTA = (255, 0, 255)
 GREEN = (0, 255, 0)
@@ -171,6 +172,34 @@ def test_failures_show_their_reason(tmp_path: pathlib.Path) -> None:
     assert "JobFailedError" in failed_card
     assert "<img" not in failed_card
     assert "00001_0.png" not in page
+
+
+def test_every_batch_status_has_its_colour_and_problems_are_listed(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Each BatchStatus gets its own badge class; download_failed is listed as a failure."""
+    records = [
+        _record(i, status=status, error=None if status == "succeeded" else f"why {status}")
+        for i, status in enumerate(BATCH_STATUSES)
+    ]
+    page = _page(tmp_path, records)
+    head, _, grid = page.partition('<main class="grid">')
+    for status in BATCH_STATUSES:
+        assert f".s-{status}{{" in page, status  # a colour in the CSS
+        assert f'class="card s-{status}"' in grid, status
+    assert "s-other" not in grid and "timeout" not in page
+    for status in PROBLEM_STATUSES:
+        assert f"why {status}" in head, status
+    assert "why cancelled" not in head
+
+
+def test_cards_name_input_lines_and_small_images_keep_their_size(tmp_path: pathlib.Path) -> None:
+    """A card says 'line N' (1-based, from the record) and sets no fixed image size."""
+    page = _page(tmp_path, [_record(0, line=3), _failed(1, "bad", line=5), _record(2)])
+    assert ">line 3 \u00b7 k0<" in page and ">line 5 \u00b7 k1<" in page
+    assert ">index 2 \u00b7 k2<" in page  # no line known: the 0-based index, named as such
+    assert "#0" not in page and 'width="' not in page and 'height="' not in page
+    assert "max-width:100%" in page
 
 
 def test_no_failures_section_when_all_succeed(tmp_path: pathlib.Path) -> None:
@@ -434,10 +463,11 @@ def test_gallery_renders_in_headless_chromium(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     shown = [MAGENTA, GREEN, CYAN]
+    # 128 px: shown at their own size (a gallery never enlarges a small image).
     for i, colour in enumerate(shown):
-        (out / f"{i:05d}_0.png").write_bytes(gradient_png(colour, colour))
-    (out / "00003_0.png").write_bytes(gradient_png(BLUE, BLUE))
-    (tmp_path / "outside.png").write_bytes(gradient_png(YELLOW, YELLOW))
+        (out / f"{i:05d}_0.png").write_bytes(gradient_png(colour, colour, width=128, height=128))
+    (out / "00003_0.png").write_bytes(gradient_png(BLUE, BLUE, width=128, height=128))
+    (tmp_path / "outside.png").write_bytes(gradient_png(YELLOW, YELLOW, width=128, height=128))
     records = [
         _record(0, input={"prompt": "a magenta square <script>alert(1)</script>"}),
         _record(1, input={"prompt": "a green square"}),
@@ -453,6 +483,6 @@ def test_gallery_renders_in_headless_chromium(tmp_path: pathlib.Path) -> None:
     _screenshot(chromium, out / "index.html", shot)
     counts = _colour_counts(shot.read_bytes(), [*shown, BLUE, YELLOW])
     for colour in shown:
-        assert counts[colour] >= 5000, f"image {colour} not rendered: {counts}"
+        assert 5000 <= counts[colour] <= 2 * 128 * 128, f"image {colour} not at its size: {counts}"
     assert counts[BLUE] == 0, f"a failed job's file was shown: {counts}"
     assert counts[YELLOW] == 0, f"a file outside the output directory was shown: {counts}"
