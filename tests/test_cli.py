@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,25 +83,79 @@ def test_bad_lines_refused_before_any_submit(tmp_path: Path) -> None:
     assert f"{bad}:2" in proc.stderr and "num_images" in proc.stderr
     assert f"{bad}:3" in proc.stderr and f"{bad}:4" in proc.stderr
     assert not (out / "journal.jsonl").exists()
+
+
+def test_skip_invalid_exits_0_and_counts_them_apart(tmp_path: Path) -> None:
+    """--on-invalid skip: exit 0 if the valid lines succeed; invalid counted apart, said once."""
+    bad = tmp_path / "in.jsonl"
+    bad.write_text(
+        '{"prompt": "one"}\n\n{"prompt": "x", "num_images": 9}\nnot json\n'
+        '{"prompt": "two"}\n{"prompt": ""}\n{"prompt": "three"}\n'
+    )
+    out = tmp_path / "out"
+    argv = ["batch", str(bad), "--model", T2I, "--out", str(out), "--sandbox"]
     proc = subprocess.run(
-        _cli(
-            "batch",
-            str(bad),
-            "--model",
-            T2I,
-            "--out",
-            str(out),
-            "--sandbox",
-            "--on-invalid",
-            "skip",
-        ),
+        _cli(*argv, "--on-invalid", "skip", "--progress", "plain"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    err = proc.stderr
+    assert proc.returncode == 0, err
+    for line, reason in ((3, "num_images"), (4, "JSON"), (6, "prompt")):
+        assert err.count(f"{bad}:{line}: ") == 1, err  # each reason once, at its file line
+        assert reason in err
+    final = [x for x in err.splitlines() if x.startswith("[")][-1]
+    assert "done 3" in final and "failed 0" in final and "invalid 3" in final, final
+    assert re.search(r"invalid lines skipped\W+3", err), err
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in records] == list(range(6))  # input order
+    assert [r["line"] for r in records] == [1, 3, 4, 5, 6, 7]  # 1-based, as editors count
+    assert [r["status"] for r in records].count("invalid") == 3
+    page = (out / "index.html").read_text()
+    for line in (3, 4, 6):
+        assert f">line {line}</a>" in page  # the gallery's failures list: the same numbers
+
+
+def test_scan_errors_cut_with_a_count_of_the_rest(tmp_path: Path) -> None:
+    """Past the listed errors the pre-scan says '+N more' instead of going quiet."""
+    lines = ['{"prompt": "ok"}'] + [f'{{"prompt": "x", "num_images": {9 + i}}}' for i in range(56)]
+    bad = tmp_path / "in.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    proc = subprocess.run(
+        _cli("batch", str(bad), "--model", T2I, "--out", str(tmp_path / "o"), "--sandbox"),
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 1  # some inputs did not succeed
-    statuses = [json.loads(x)["status"] for x in (out / "results.jsonl").read_text().splitlines()]
-    assert statuses.count("succeeded") == 1 and statuses.count("invalid") == 3
+    assert proc.returncode == 2
+    listed = [x for x in proc.stderr.splitlines() if x.startswith(f"{bad}:")]
+    assert f"+{56 - len(listed)} more" in proc.stderr, proc.stderr
+
+
+@pytest.mark.anyio
+async def test_summary_lists_top_reasons_and_counts_the_rest(tmp_path: Path) -> None:
+    """The summary lists the top failure reasons and says how many more there are."""
+    inp = tmp_path / "p.txt"
+    inp.write_text("".join(f"prompt {i}\n" for i in range(8)))
+    out = tmp_path / "out"
+    async with FakeRunComfy(token=TOKEN, duration_mean=0.05, failure_rate=1.0, seed=3) as fake:
+        proc = await asyncio.create_subprocess_exec(
+            *_cli("batch", str(inp), "--model", T2I, "--out", str(out), "--progress", "none"),
+            "--base-url", fake.base_url, env=_env(), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, raw = await asyncio.wait_for(proc.communicate(), 120)
+    err = raw.decode()
+    assert proc.returncode == 1, err
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert "failed: emulated generation failure" in err  # grouped: no job id in it
+    distinct = {f"{r['status']}: {r['error'].split(': ', 1)[-1][:100]}" for r in records}
+    more = re.search(r"\+(\d+) more reasons?", err)
+    if len(distinct) > 5:
+        assert more is not None and int(more.group(1)) == len(distinct) - 5, err
+    else:
+        assert more is None, err
 
 
 def test_existing_journal_needs_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

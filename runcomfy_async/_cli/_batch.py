@@ -27,7 +27,7 @@ from .._exceptions import AuthenticationError, ConfigError, RunComfyError
 from .._journal import JournalError
 from .._journal_lock import JournalLock
 from ._args import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, parse_sets
-from ._batch_results import resume_command, write_results
+from ._batch_results import failure_reasons, resume_command, write_results
 from ._gallery import write_gallery
 from ._inputs import InputLine, ScanReport, detect_format, read_inputs, scan
 from ._inputs_common import InputError
@@ -104,6 +104,7 @@ def _run_batch(args: argparse.Namespace, open_client: Any) -> int:
 
             report = scan(path, model_id=args.model, shared=shared, fmt=fmt, source_name=name)
             _prescan(args, report)
+            args.invalid_skipped = report.invalid if args.on_invalid == "skip" else 0
             return asyncio.run(
                 _drive(args, open_client, read, shared, report.total, out, journal_path)
             )
@@ -118,7 +119,7 @@ def _prescan(args: argparse.Namespace, report: ScanReport) -> None:
     for source, reason in report.errors:
         print(f"{source}: {reason}", file=sys.stderr)
     if len(report.errors) < report.invalid:
-        print(f"... and {report.invalid - len(report.errors)} more", file=sys.stderr)
+        print(f"+{report.invalid - len(report.errors):,} more", file=sys.stderr)
     if report.duplicate_keys:
         raise UsageError(
             f"{report.duplicate_keys} inputs repeat a _key of an earlier one; keys name the "
@@ -129,6 +130,7 @@ def _prescan(args: argparse.Namespace, report: ScanReport) -> None:
             f"{report.invalid} of {report.total} inputs are invalid; nothing was "
             "submitted. Fix them, or pass --on-invalid skip"
         )
+    print(f"skipping {report.invalid:,} invalid line(s); running the others", file=sys.stderr)
 
 
 async def _drive(
@@ -201,7 +203,16 @@ async def _drive(
         return EXIT_CONFIG
     if problem is not None or counts is None:
         return EXIT_FAILED
-    return EXIT_OK if set(counts) <= {"succeeded"} else EXIT_FAILED
+    return (
+        EXIT_OK
+        if _all_valid_succeeded(counts, getattr(args, "invalid_skipped", 0))
+        else EXIT_FAILED
+    )
+
+
+def _all_valid_succeeded(counts: collections.Counter[str], skipped: int) -> bool:
+    """Whether every input succeeded, but the invalid lines ``--on-invalid skip`` left out."""
+    return set(counts) <= {"succeeded", "invalid"} and counts["invalid"] <= skipped
 
 
 def _item(line: InputLine) -> BatchItem:
@@ -232,7 +243,15 @@ def _write_outputs(
         print(f"error: could not write the results in {out}: {_one_line(exc)}", file=sys.stderr)
         return None
     if runner is not None:
-        Progress.summary(counts, runner, requests, time.monotonic() - started, out)
+        Progress.summary(
+            counts,
+            failure_reasons(out),
+            runner=runner,
+            requests=requests,
+            wall=time.monotonic() - started,
+            out=out,
+            invalid_skipped=getattr(args, "invalid_skipped", 0),
+        )
     return counts
 
 

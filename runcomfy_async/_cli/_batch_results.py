@@ -24,7 +24,7 @@ from .._batch_types import BatchResult, Identities
 from .._journal import Journal, ResumeState
 from ._inputs import InputLine
 
-__all__ = ["resume_command", "write_results"]
+__all__ = ["failure_reasons", "resume_command", "write_results"]
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -47,7 +47,7 @@ def write_results(
             seen.add(ident)
             res = _latest(state, ident, line, model_id)
             counts[res.status] += 1
-            fh.write(_ENCODER.encode(res) + b"\n")
+            fh.write(_with_line(_ENCODER.encode(res), line.line) + b"\n")
     orphans = [res for ident, res in state.done.items() if ident not in seen]
     for ident in sorted((set(state.submitted) | state.uncertain) - seen):
         sent = state.sent[ident]
@@ -60,6 +60,34 @@ def write_results(
                 res.orphan = True
                 fh.write(_ENCODER.encode(res) + b"\n")
     return counts
+
+
+def _with_line(record: bytes, line: int) -> bytes:
+    """Add ``"line"``, the input file's 1-based line (as editors number them), to a record."""
+    return b'{"line":%d,' % line + record[1:] if line > 0 and record[:1] == b"{" else record
+
+
+def failure_reasons(out: Path) -> collections.Counter[str]:
+    """Why inputs did not succeed, as ``status: error`` by count (job ids taken out).
+
+    Lines the pre-scan refused (``invalid`` with an ``InputValidationError``) are left out:
+    the command listed them, with their line numbers, before the run.
+    """
+    reasons: collections.Counter[str] = collections.Counter()
+    with open(out / "results.jsonl", "rb") as fh:
+        for raw in fh:
+            record = msgspec.json.decode(raw)
+            status = record.get("status")
+            if status == "succeeded":
+                continue
+            if status == "invalid" and record.get("error_kind") == "InputValidationError":
+                continue
+            why = str(record.get("error") or record.get("error_kind") or "no reason recorded")
+            request_id = record.get("request_id")
+            if isinstance(request_id, str) and request_id:  # so that the same error groups
+                why = why.replace(f"job {request_id}: ", "").replace(request_id, "<id>")
+            reasons[f"{status}: {why[:100]}"] += 1
+    return reasons
 
 
 def _latest(state: ResumeState, ident: str, line: InputLine, model_id: str) -> BatchResult:

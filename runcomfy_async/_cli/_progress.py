@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._states import BATCH_STATUSES
+
 if TYPE_CHECKING:
     from .._batch import BatchResult, BatchRunner
     from .._client import AsyncClient
@@ -27,8 +29,22 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+#: How the live jobs are counted, in display order: what the server last said of each job
+#: (its Phase), ``not checked yet`` before its first answer, ``finishing`` while its outputs
+#: download.
+LIVE_STATES = ("not checked yet", "queued", "running", "finishing")
+
+MAX_REASONS = 5
+"""Failure reasons listed in the summary; the rest are counted as "+N more"."""
+
+
 class Progress:
-    """Shows a batch's progress: queued / running / done / failed, throughput and ETA."""
+    """Shows a batch's progress: the live jobs by state, done / failed / invalid, rate, ETA.
+
+    ``queued`` and ``running`` are the server's answers; a job with no answer yet is
+    ``not checked yet``. Inputs refused before sending (``invalid``) are counted apart
+    from the jobs that failed.
+    """
 
     def __init__(self, mode: str, *, total: int, runner: BatchRunner, client: AsyncClient):
         self.total = total
@@ -36,6 +52,7 @@ class Progress:
         self.client = client
         self.done = 0
         self.failed = 0
+        self.invalid = 0
         self.started = time.monotonic()
         self._last_plain = 0.0
         self._rich: Any = None
@@ -74,44 +91,58 @@ class Progress:
         elif self.mode == "plain":
             self._plain(force=True)
 
-    def _phases(self) -> collections.Counter[str]:
-        phases: collections.Counter[str] = collections.Counter()
+    def live(self) -> collections.Counter[str]:
+        """The jobs alive now, by :data:`LIVE_STATES`."""
+        states: collections.Counter[str] = collections.Counter()
         for item in list(self.runner._live.values()):
-            job = item.job
-            phases["running" if job is not None and job.phase == "running" else "queued"] += 1
-        return phases
+            phase = item.job.phase if item.job is not None else None
+            if phase is None:
+                states["not checked yet"] += 1
+            elif phase in ("queued", "running"):
+                states[phase] += 1
+            else:  # the server's answer is final; the outputs are on their way
+                states["finishing"] += 1
+        return states
 
     def _rate(self) -> float:
         elapsed = time.monotonic() - self.started
         return self.done / elapsed if elapsed > 0 else 0.0
 
-    def _line(self) -> str:
-        phases = self._phases()
+    def _parts(self) -> list[tuple[str, int, str]]:
+        """(label, count, colour) of each figure shown; the zero ones left out but the main."""
+        live = self.live()
+        parts = [(state, live[state], "yellow") for state in LIVE_STATES if live[state]]
+        parts += [
+            ("done", self.done - self.failed - self.invalid, "green"),
+            ("failed", self.failed, "red"),
+        ]
+        if self.invalid:
+            parts.append(("invalid", self.invalid, "magenta"))
+        return parts
+
+    def line(self) -> str:
+        """The plain progress line: the live jobs by state, then done, failed and invalid."""
         rate = self._rate()
         left = self.total - self.done - self.runner.counts["skipped"]
         eta = f" eta {_fmt_time(left / rate)}" if rate > 0 and left > 0 else ""
-        return (
-            f"queued {phases['queued']}  running {phases['running']}  done {self.done}  "
-            f"failed {self.failed}  {rate:.1f}/s{eta}"
-        )
+        figures = "  ".join(f"{label} {n}" for label, n, _ in self._parts())
+        return f"{figures}  {rate:.1f}/s{eta}"
 
     def advance(self, res: BatchResult) -> None:
         """Count one finished input and refresh the display."""
         self.done += 1
-        if not res.ok:
+        if res.status == "invalid":
+            self.invalid += 1
+        elif not res.ok:
             self.failed += 1
         self._refresh()
 
     def _refresh(self, force: bool = False) -> None:
         if self._rich is not None:
-            phases = self._phases()
-            rate = self._rate()
-            counts = (
-                f"[yellow]queued {phases['queued']}[/] [cyan]running {phases['running']}[/] "
-                f"[green]done {self.done - self.failed}[/] [red]failed {self.failed}[/]"
-            )
+            counts = " ".join(f"[{c}]{label} {n}[/]" for label, n, c in self._parts())
             completed = self.done + self.runner.counts["skipped"]
-            self._rich.update(self._task, completed=completed, counts=counts, rate=f"{rate:.1f}/s")
+            rate = f"{self._rate():.1f}/s"
+            self._rich.update(self._task, completed=completed, counts=counts, rate=rate)
         elif self.mode == "plain":
             self._plain(force)
 
@@ -119,7 +150,7 @@ class Progress:
         now = time.monotonic()
         if force or now - self._last_plain >= PLAIN_EVERY:
             self._last_plain = now
-            print(f"[{_fmt_time(now - self.started)}] {self._line()}", file=sys.stderr, flush=True)
+            print(f"[{_fmt_time(now - self.started)}] {self.line()}", file=sys.stderr, flush=True)
 
     def note(self, message: str) -> None:
         """Print a message without breaking the bar."""
@@ -131,34 +162,63 @@ class Progress:
     @staticmethod
     def summary(
         counts: collections.Counter[str],
+        reasons: collections.Counter[str],
+        *,
         runner: BatchRunner,
         requests: int,
         wall: float,
         out: Path,
+        invalid_skipped: int = 0,
     ) -> None:
-        """Print the end-of-batch table: counts, wall time, requests per job, failure reasons."""
+        """Print the end-of-batch table: counts, wall time, requests per job, failure reasons.
+
+        Args:
+            counts: inputs by :data:`~runcomfy_async._states.BatchStatus` (results.jsonl).
+            reasons: why inputs did not succeed, ``status: error`` by count; lines refused
+                by the pre-scan are left out (they were listed before the run).
+            runner: the batch, for its submitted and skipped counts.
+            requests: requests sent in all.
+            wall: seconds the run took.
+            out: the output folder.
+            invalid_skipped: invalid lines that ``--on-invalid skip`` left out.
+        """
         submitted = runner.counts["submitted"]
-        rows = [(status, str(n)) for status, n in sorted(counts.items())]
+        rows: list[tuple[str, str]] = [
+            (status, f"{counts[status]:,}") for status in BATCH_STATUSES if counts[status]
+        ]
         rows += [
-            ("total", str(sum(counts.values()))),
-            ("skipped (done before)", str(runner.counts["skipped"])),
+            (status, f"{n:,}")
+            for status, n in sorted(counts.items())
+            if n and status not in BATCH_STATUSES
+        ]
+        rows += [("total", f"{sum(counts.values()):,}")]
+        if invalid_skipped:
+            rows.append(("invalid lines skipped", f"{invalid_skipped:,} (listed above)"))
+        rows += [
+            ("done before (resume)", f"{runner.counts['skipped']:,}"),
             ("wall time", _fmt_time(wall)),
             ("requests per job", f"{requests / submitted:.2f}" if submitted else "-"),
         ]
-        reasons = runner.failures
+        listed = reasons.most_common(MAX_REASONS)
+        more = len(reasons) - len(listed)
+        tail = f"+{more} more reason{'s' if more > 1 else ''} in results.jsonl" if more else ""
         try:
             from rich.console import Console
             from rich.table import Table
         except ImportError:
             for name, value in rows:
                 print(f"{name:>24}  {value}", file=sys.stderr)
-            for reason, n in reasons.most_common(5):
-                print(f"{n:>24}x {reason}", file=sys.stderr)
+            for reason, n in listed:
+                print(f"{n:>23,}x {reason}", file=sys.stderr)
+            if tail:
+                print(f"{'':>24}  {tail}", file=sys.stderr)
         else:
             table = Table(title="batch summary", show_header=False)
             for name, value in rows:
                 table.add_row(name, value)
-            for reason, n in reasons.most_common(5):
-                table.add_row(f"[red]{n} x[/]", reason)
+            for reason, n in listed:
+                table.add_row(f"[red]{n:,} x[/]", reason)
+            if tail:
+                table.add_row("", tail)
             Console(stderr=True).print(table)
         print(f"results: {out / 'results.jsonl'}  gallery: {out / 'index.html'}", file=sys.stderr)
