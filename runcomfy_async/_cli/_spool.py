@@ -1,9 +1,9 @@
 """Records spooled to an anonymous scratch file and read back in input order.
 
-``results.jsonl`` and the gallery both take their records in the order a batch finished
-them and write them in the order of the input file. Neither holds the records in memory:
-each is written once to a scratch file, and only where it lies (offset and length, a few
-bytes a record) is kept until the records are copied out in order.
+The gallery takes its records in any order (``write_gallery`` accepts any stream) and writes
+its cards in the order of the input file, without holding the records in memory: each is
+written once to a scratch file, and only where it lies (offset and length, a few bytes a
+record) is kept until the cards are copied out in order.
 """
 
 from __future__ import annotations
