@@ -26,6 +26,7 @@ from .._batch import BatchItem, BatchResult, BatchRunner
 from .._exceptions import AuthenticationError, ConfigError, RunComfyError
 from .._journal import JournalError
 from .._journal_lock import JournalLock
+from .._poller import PollSettings
 from ._args import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, parse_sets
 from ._batch_results import failure_reasons, resume_command, write_results
 from ._gallery import write_gallery
@@ -35,6 +36,9 @@ from ._parser import DOWNLOAD_TIMEOUT, OUTAGE_TOLERANCE
 from ._progress import Progress
 
 __all__ = ["run_batch"]
+
+FOLLOW_ERROR_LIMIT = 6
+"""Failed checks in a row after which the poller hands a job back to the batch runner."""
 
 
 @contextlib.contextmanager
@@ -150,6 +154,9 @@ async def _drive(
         loop.add_signal_handler(signal.SIGTERM, interrupted.set)
     stopped, runner, requests = False, None, 0
     error: BaseException | None = None
+    # The poller gives a job up after a few failed checks; the runner then re-attaches it
+    # for as long as --outage-tolerance says, so that limit is one of time, not of tries.
+    args.poll = PollSettings(error_limit=FOLLOW_ERROR_LIMIT)
     try:
         async with open_client(args) as client:
             # The runner cancels (and journals) queued jobs itself; a cancel the journal

@@ -40,7 +40,12 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[AsyncClient]:
             FakeRunComfy(
                 token=SANDBOX_TOKEN, duration_mean=1.5, duration_sigma=0.4, concurrency=16
             ) as fake,
-            AsyncClient(SANDBOX_TOKEN, fake.base_url, max_requests_per_second=args.rate) as client,
+            AsyncClient(
+                SANDBOX_TOKEN,
+                fake.base_url,
+                max_requests_per_second=args.rate,
+                poll=getattr(args, "poll", None),
+            ) as client,
         ):
             yield client
         return
@@ -49,6 +54,7 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[AsyncClient]:
         args.base_url,
         max_requests_per_second=args.rate,
         allow_insecure=args.allow_insecure,
+        poll=getattr(args, "poll", None),  # the batch's own (see _batch.py)
     ) as client:
         yield client
 
