@@ -232,9 +232,12 @@ class Finisher:
         res = _with_times(self._result(item, "succeeded"), result)
         res.urls = [self._redact(url) for url in result.urls]
         unsafe = _unsafe_urls(result.output.to_dict() if result.output is not None else None)
-        if unsafe:
+        if unsafe or res.urls != list(result.urls):
+            # file:, javascript: … are never fetched; nor is a URL holding the API token,
+            # which would hand the token to the output host.
+            shown = self._redact(unsafe[0])[:100] if unsafe else "one holds the API token"
             res.status, res.error_kind = "download_failed", "DownloadError"
-            res.error = f"the server sent an output URL that is not fetched: {unsafe[0][:100]}"
+            res.error = f"an output URL is not fetched: {shown}"
             self._emit(item, res)
             return
         await self._download(item, res, list(result.urls), downloader)

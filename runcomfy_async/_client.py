@@ -326,6 +326,14 @@ class AsyncClient:
             # The job was created somewhere between sending and the answer: take the midpoint
             # as its start, which is what the poller's clock for this job counts from.
             started = (sent[-1] + time.monotonic()) / 2
+        try:
+            check_request_id(answer.request_id)
+        except ConfigError as exc:
+            # A job may exist, but following it would send authenticated requests to a path
+            # the id picks: report it as uncertain instead of following it.
+            raise SubmissionUncertainError(
+                str(exc), model_id=model_id, inputs=inputs, request_id=None
+            ) from None
         future = asyncio.get_running_loop().create_future()
         job = Job(self, answer.request_id, model_id, future, submitted_at=started)
         poller.track(job)

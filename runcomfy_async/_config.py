@@ -32,7 +32,9 @@ TOKEN_ENV_VARS = ("RUNCOMFY_API_TOKEN", "RUNCOMFY_TOKEN", "RUNCOMFY_API_KEY")
 BASE_URL_ENV_VAR = "RUNCOMFY_BASE_URL"
 
 _MODEL_ID = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
-_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# One rule for every request id, at submit and on resume: printable, one path segment, never
+# a dot segment. ':' and '~' are allowed (ids such as "job:<uuid>" exist) and are safe in a path.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:~-]{0,127}")
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
@@ -167,12 +169,18 @@ def check_model_id(model_id: str) -> str:
 def check_request_id(request_id: str) -> str:
     """Check that ``request_id`` is an opaque id that cannot change the request path.
 
+    The same rule holds for an id the server answers a submit with and one given to resume.
+
     Raises:
-        ConfigError: empty, too long, or holding ``/``, ``..``, ``?``, ``%`` or the like.
+        ConfigError: empty, too long, or holding ``/``, ``..``, ``?``, ``%``, control
+            characters or the like.
     """
     if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
         raise ConfigError(
-            f"malformed request id {request_id!r}: expected 1-128 letters, digits, '_', '-', '.'"
+            f"malformed request id {request_id[:140]!r}: expected 1-128 letters, digits, "
+            "'_', '-', '.', ':', '~'"
+            if isinstance(request_id, str)
+            else f"malformed request id {request_id!r}"
         )
     if ".." in request_id:
         raise ConfigError(f"malformed request id {request_id!r}: '..' is not allowed")
