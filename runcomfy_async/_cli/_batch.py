@@ -23,10 +23,10 @@ from typing import Any
 import msgspec
 
 from .._batch import BatchItem, BatchResult, BatchRunner
+from .._config import PollSettings
 from .._exceptions import AuthenticationError, ConfigError, RunComfyError
 from .._journal import JournalError
 from .._journal_lock import JournalLock
-from .._poller import PollSettings
 from ._args import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, parse_sets
 from ._batch_results import failure_reasons, resume_command, write_results
 from ._gallery import write_gallery
