@@ -13,7 +13,8 @@ happen there:
   scarce token, and a submit puts the server to work at once while a check that waits finds
   its job riper: fewer wasted checks, no idle tail of late-submitted jobs at the end.
 * **Rate.** An :class:`aiolimiter.AsyncLimiter` leaky bucket of ``max_rate`` requests per
-  second with a burst of ``burst``; ``max_rate=None`` means no client-side limit.
+  second with a burst of ``burst``. With ``max_rate=None`` and ``adaptive``, a rate learned
+  from the 429s (see :mod:`runcomfy_async._adaptive`); without ``adaptive``, no limit.
 * **Concurrency.** At most ``max_concurrency`` requests in flight (the size of the
   connection pool), handed out in the same priority order, so a flood of submits cannot
   fill the pool ahead of the polls even with no rate limit.
@@ -29,6 +30,8 @@ import time
 from typing import Literal
 
 from aiolimiter import AsyncLimiter
+
+from ._adaptive import AdaptiveRate
 
 __all__ = ["RequestBudget"]
 
@@ -59,6 +62,8 @@ class RequestBudget:
             is not preferred (see the module docstring).
         max_concurrency: requests in flight at once; ``None`` for no limit. Every
             :meth:`acquire` must then be paired with a :meth:`release`.
+        adaptive: when ``max_rate`` is ``None``, learn a rate from the 429s instead of
+            sending freely (see :mod:`runcomfy_async._adaptive`).
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class RequestBudget:
         burst: float | None = None,
         submit_share: int = 4,
         max_concurrency: int | None = None,
+        adaptive: bool = False,
     ):
         if max_rate is not None and max_rate <= 0:
             raise ValueError("max_rate must be > 0 or None")
@@ -86,6 +92,10 @@ class RequestBudget:
             # same rate sees our requests with network jitter, and a 2 % margin absorbs it
             # where an exact match would draw a 429 (and a whole Retry-After pause) now and then.
             self._limiter = AsyncLimiter(size, size / (max_rate * HEADROOM))
+        self.adaptive: AdaptiveRate | None = None
+        """The learned rate when no ``max_rate`` was given and ``adaptive`` is on."""
+        if max_rate is None and adaptive:
+            self.adaptive = AdaptiveRate(time.monotonic())
         self._submit_share = submit_share
         self._paused_until = 0.0
         self._busy = False
@@ -110,6 +120,17 @@ class RequestBudget:
             self._paused_until = until
             self.pauses += 1
             logger.info("rate limited by the API: pausing all requests for %.2f s", seconds)
+
+    def start_from(self, learned_rate: float | None) -> None:
+        """Start the learned rate from a limit learned earlier (no effect without one)."""
+        if self.adaptive is not None and learned_rate is not None:
+            self.adaptive = AdaptiveRate(time.monotonic(), learned_rate)
+
+    def rate_limited(self, seconds: float, sent_at: float) -> None:
+        """A request sent at ``sent_at`` was answered 429: pause ``seconds``, learn from it."""
+        if self.adaptive is not None:
+            self.adaptive.limited(time.monotonic(), sent_at, seconds)
+        self.pause(seconds)
 
     async def acquire(self, kind: Kind = "read") -> None:
         """Wait until a request of ``kind`` may leave (its turn, a free slot, no pause, rate).
@@ -161,6 +182,13 @@ class RequestBudget:
                 await self._limiter.acquire()
                 if self._paused_until > time.monotonic():
                     continue  # a 429 arrived while we waited for the rate: honour it first
+            elif self.adaptive is not None:
+                wait = self.adaptive.wait(time.monotonic())
+                self._rate_bound = wait > 0
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue  # the rate, or a pause, may have changed meanwhile
+                self.adaptive.sent(time.monotonic())
             self.in_flight += 1
             return
 

@@ -32,6 +32,7 @@ from ._exceptions import (
 )
 from ._http import ApiTransport
 from ._jobs import Job
+from ._learned import resolve_cache
 from ._pacer import SubmitPacer
 from ._poller import NOT_READY, Poller
 from ._retry import RetryPolicy, is_retryable_read, is_retryable_submit, may_have_reached_server
@@ -93,6 +94,11 @@ class AsyncClient:
             (see :mod:`runcomfy_async._pacer`). It binds only when the event loop, not the
             API, limits the rate: against the sandbox emulator, or when the loop is busy
             with other work (then never below 200 submits a second).
+        cache: keep what the client learns (job durations per model, queue speed, the
+            learned rate limit) for the next client: ``True`` in the user's cache folder
+            (``RUNCOMFY_CACHE_DIR``, else the platform's; ``RUNCOMFY_CACHE=off`` turns it
+            off), a path for that folder, ``False`` for off. See
+            :mod:`runcomfy_async._learned`.
     """
 
     def __init__(
@@ -111,6 +117,7 @@ class AsyncClient:
         cancel_on_error: bool = True,
         max_response_bytes: int = 8 * 2**20,
         pace_submits: bool = True,
+        cache: bool | str | os.PathLike[str] = True,
     ):
         if connect_timeout <= 0 or read_timeout <= 0:
             raise ConfigError("timeouts must be > 0 seconds")
@@ -118,7 +125,10 @@ class AsyncClient:
             raise ConfigError("max_connections must be >= 1")
         try:
             self._budget = RequestBudget(
-                max_requests_per_second, burst=rate_burst, max_concurrency=max_connections
+                max_requests_per_second,
+                burst=rate_burst,
+                max_concurrency=max_connections,
+                adaptive=True,
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -139,6 +149,7 @@ class AsyncClient:
         self.rate_limited = 0
         """How many answers were 429."""
         self._pacer = SubmitPacer(slots=max_connections) if pace_submits else None
+        self._cache = resolve_cache(cache)
         self._poller: Poller | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._closed = False
@@ -153,6 +164,8 @@ class AsyncClient:
         if self._closed or self._poller is not None:
             raise RuntimeError("an AsyncClient can be entered only once")
         await self._transport.open()
+        known = self._cache.load(self.base_url)
+        self._budget.start_from(known.rate_limit)
         self._poller = Poller(
             fetch_result=self._poll_result,
             fetch_status=self.status_once,
@@ -193,6 +206,7 @@ class AsyncClient:
                 await self._cancel_queued(poller.jobs())
         finally:
             self._closed = True
+            self._save_learned()
             if self._tg is not None:
                 self._tg.cancel_scope.cancel()
                 await self._tg.__aexit__(None, None, None)
@@ -202,6 +216,12 @@ class AsyncClient:
                         job._future.set_exception(ClientClosedError(request_id=job.request_id))
                         job._future.exception()
             await self._transport.close()
+
+    def _save_learned(self) -> None:
+        """Hand what this client learned to the next one (see the ``cache`` option)."""
+        adaptive = self._budget.adaptive
+        rate = adaptive.limit if adaptive is not None and adaptive.confident else None
+        self._cache.save(self.base_url, {}, rate)
 
     async def _cancel_queued(self, jobs: list[Job]) -> None:
         """Best-effort remote cancel of jobs that may still be queued, bounded in time."""
@@ -250,8 +270,9 @@ class AsyncClient:
             if before_send is not None:
                 before_send()
             self.requests[endpoint] += 1
+            sent_at = time.monotonic()
             if sent is not None:
-                sent.append(time.monotonic())
+                sent.append(sent_at)
             reply = await self._transport.send(method, path, body)
         finally:
             self._budget.release()
@@ -261,10 +282,11 @@ class AsyncClient:
             return self._transport.decode(reply, decode, method, path)
         except RateLimitError as exc:
             self.rate_limited += 1
-            self._budget.pause(
+            self._budget.rate_limited(
                 self.retry.delay_for(exc, 0)
                 if exc.retry_after is not None
-                else self.retry.backoff(2)
+                else self.retry.backoff(2),
+                sent_at,
             )
             raise
 

