@@ -1,6 +1,10 @@
 """``python -m benchmarks``: runcomfy-async against the obvious alternatives, in one run.
 
-Run: ``python -m benchmarks [--quick] [--loop uvloop] [--only KEY,...]``
+Run: ``python -m benchmarks [--quick] [--loop uvloop] [--only KEY,...] [--regimes]``
+
+A full run (no ``--quick``, ``--only`` or ``--jobs``) ends with the schedule's regimes of
+``benchmarks.regimes`` (lone jobs, cold batches, an unknown rate limit, two models; about
+seven minutes), written to ``regimes.json`` and ``regimes.md``; ``--regimes`` runs only those.
 
 Every (client, workload) cell runs in a process of its own (``benchmarks._cell``), against
 a fresh emulator in another process started with the workload's seed, so that each client
@@ -195,7 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, help="replace every job count (smoke tests)")
     ap.add_argument("--out-dir", default="benchmarks/results")
     ap.add_argument("--render", metavar="JSON", help="only redraw the table and chart of a run")
+    ap.add_argument(
+        "--regimes", action="store_true", help="only the schedule's regimes (benchmarks.regimes)"
+    )
     args = ap.parse_args(argv)
+    if args.regimes:
+        from .regimes import main as regimes_main
+
+        return regimes_main(["--out-dir", args.out_dir])
     if args.render:
         with open(args.render) as fh:
             return _write(json.load(fh), args.out_dir)
@@ -238,7 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         "workloads": results,
         "run_s": time.monotonic() - start,
     }
-    return _write(report, args.out_dir)
+    code = _write(report, args.out_dir)
+    if not (args.quick or args.only or args.jobs):
+        from .regimes import main as regimes_main
+
+        code = code or regimes_main(["--out-dir", args.out_dir])
+    return code
 
 
 def _write(report: dict[str, Any], out_dir: str) -> int:

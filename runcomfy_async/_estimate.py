@@ -60,6 +60,10 @@ def _inv_sf(p: float) -> float:
     )
 
 
+DRIFT_Z = 3.0
+"""A finished job this many spreads from knowledge held from before drops that knowledge."""
+
+
 @dataclass
 class DurationModel:
     """A running log-normal estimate of one model's job durations (seconds), censoring-aware.
@@ -82,6 +86,8 @@ class DurationModel:
     events: list[float] = field(default_factory=list)
     running: dict[str, float] = field(default_factory=dict)
     _seen: int = 0
+    _seed: tuple[float, float, float] | None = None  # (mu, sigma, weight) known beforehand
+    _raw_sigma: float = 0.0
     _rng: random.Random = field(default_factory=lambda: random.Random(0x5EED))
     _mu: float = 0.0
     _sigma: float = 1.0
@@ -93,12 +99,47 @@ class DurationModel:
         """How many finished jobs the estimate rests on."""
         return len(self.events)
 
+    @property
+    def known(self) -> bool:
+        """Whether there is an estimate: a finished job, or knowledge from before."""
+        return bool(self.events) or self._seed is not None
+
+    @property
+    def seeded(self) -> float:
+        """How many jobs' worth of knowledge from before the estimate holds (0: none)."""
+        return self._seed[2] if self._seed is not None else 0.0
+
+    def seed(self, mu: float, sigma: float, weight: float) -> None:
+        """Start from knowledge from before: a log-normal (``mu``, ``sigma``) worth ``weight`` jobs.
+
+        It counts as ``weight`` finished jobs with that spread, and its spread replaces the
+        wide prior. A finished job far outside it (beyond :data:`DRIFT_Z` spreads) drops it:
+        the model's jobs no longer take what they took.
+        """
+        self._seed = (mu, max(sigma, 0.03), max(weight, 0.0))
+        self._dirty = True
+        self._fitted = -1.0
+
+    def spread(self) -> float:
+        """The fitted log spread before the prior widens it (what a cache keeps)."""
+        self._fit()
+        return self._raw_sigma or self._sigma
+
+    def mu(self) -> float:
+        """The fitted mean log duration."""
+        self._fit()
+        return self._mu
+
     def add(self, seconds: float, key: str | None = None) -> None:
         """Record one finished job's duration (and forget it as running)."""
         if key is not None:
             self.running.pop(key, None)
         if not seconds > 0 or math.isinf(seconds):
             return
+        if self._seed is not None and abs(math.log(seconds) - self._seed[0]) > (
+            DRIFT_Z * self._seed[1]
+        ):
+            self._seed = None  # what was known before no longer holds
         self._seen += 1
         if len(self.events) < self.window:
             self.events.append(math.log(seconds))
@@ -120,7 +161,7 @@ class DurationModel:
             self._dirty = True
 
     def _fit(self) -> None:
-        if not self._dirty or not self.events:
+        if not self._dirty or not self.known:
             return
         now = time.monotonic()
         if self._fitted >= 0 and now - self._fitted < self.refit_every:
@@ -133,14 +174,23 @@ class DurationModel:
         # Both are samples: weigh them back to the counts they stand for, or the fit
         # would lean toward whichever was thinned less.
         n_ev, n_cs = float(max(self._seen, len(ys))), float(len(self.running))
-        w_ev = n_ev / len(ys)
+        w_ev = n_ev / len(ys) if ys else 0.0
         w_cs = n_cs / len(cs) if cs else 0.0
         sum_y = w_ev * sum(ys)
         sum_yy = w_ev * sum(y * y for y in ys)
+        prior_sigma = self.prior_sigma
+        if self._seed is not None:  # knowledge from before: pseudo-jobs, and the prior
+            s_mu, s_sigma, s_weight = self._seed
+            sum_y += s_weight * s_mu
+            sum_yy += s_weight * (s_sigma**2 + s_mu**2)
+            n_ev += s_weight
+            prior_sigma = s_sigma
+        if n_ev <= 0:
+            return
         mu = sum_y / n_ev
         var = max(sum_yy / n_ev - mu * mu, 1e-4)
         w = self.prior_weight
-        sigma = math.sqrt((n_ev * var + w * self.prior_sigma**2) / (n_ev + w))
+        sigma = math.sqrt((n_ev * var + w * prior_sigma**2) / (n_ev + w))
         n = n_ev + n_cs
         for _ in range(6 if cs else 0):  # EM: impute the censored log durations' moments
             c1 = c2 = 0.0
@@ -156,8 +206,9 @@ class DurationModel:
                 c2 += sigma * sigma * max(1e-6, 1.0 + z * lam - lam * lam) + m1 * m1
             mu = (sum_y + w_cs * c1) / n
             var = max((sum_yy + w_cs * c2) / n - mu * mu, 1e-4)
-            sigma = math.sqrt((n * var + w * self.prior_sigma**2) / (n + w))
+            sigma = math.sqrt((n * var + w * prior_sigma**2) / (n + w))
         self._mu, self._sigma = mu, max(sigma, 0.03)
+        self._raw_sigma = max(math.sqrt(var), 0.03)
 
     def median(self) -> float | None:
         """The estimated median duration, or ``None`` before any job finished."""
@@ -165,6 +216,22 @@ class DurationModel:
             return None
         self._fit()
         return math.exp(self._mu)
+
+    def hazard(self, elapsed: float) -> float:
+        """Estimated rate (per second) at which a job still running at ``elapsed`` ends."""
+        self._fit()
+        if elapsed <= 0:
+            return 0.0
+        z = (math.log(elapsed) - self._mu) / self._sigma
+        tail = _sf(z)
+        if tail < 1e-12:  # far in the tail: the inverse Mills ratio ~ z + 1/z
+            return (z + 1.0 / max(z, 1e-9)) / (elapsed * self._sigma)
+        return _INV_SQRT_2PI * math.exp(-0.5 * z * z) / (tail * elapsed * self._sigma)
+
+    def quantile(self, p: float) -> float:
+        """The duration that a share ``p`` of jobs outlast (``p`` in (0, 1))."""
+        self._fit()
+        return math.exp(self._mu + self._sigma * _inv_sf(p))
 
     def survival(self, elapsed: float) -> float:
         """Estimated chance that a job is still running after ``elapsed`` seconds."""
@@ -185,7 +252,8 @@ class DurationModel:
         target = ratio * self.survival(elapsed)
         if target <= 1e-12:
             return elapsed * 1.5
-        lean = self._sigma / math.sqrt(max(1, self._seen)) if elapsed <= 0 else 0.0
+        known = max(1.0, self._seen + self.seeded)
+        lean = self._sigma / math.sqrt(known) if elapsed <= 0 else 0.0
         return max(elapsed, math.exp(self._mu - lean + self._sigma * _inv_sf(target)))
 
 

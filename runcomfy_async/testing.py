@@ -64,6 +64,8 @@ class FakeRunComfy(EmulatorServer):
         duration_mean: mean seconds a job runs once started (``>= 0``).
         duration_sigma: lognormal sigma of the duration; 0 makes every job take exactly
             ``duration_mean``.
+        model_durations: per model id, ``(mean, sigma)`` of its jobs instead of
+            ``duration_mean`` and ``duration_sigma`` (e.g. a fast and a slow model).
         concurrency: server-side slots; ``None`` means no limit (jobs never queue). With a
             number, extra jobs wait in a FIFO queue and report ``queue_position``.
         failure_rate: probability that a job ends failed.

@@ -563,3 +563,20 @@ def test_knobs_are_validated() -> None:
         fake.inject("download")
     with pytest.raises(ValueError):
         fake.inject("status", times=0)
+
+
+@pytest.mark.anyio
+async def test_model_durations_per_model() -> None:
+    """model_durations gives each listed model its own job length; others keep the default."""
+    fast, slow = "google/nano-banana-2-lite/text-to-image", "google/nano-banana/pro/text-to-image"
+    async with (
+        FakeRunComfy(
+            duration_mean=1.0, model_durations={fast: (0.1, 0.0), slow: (5.0, 0.0)}
+        ) as fake,
+        aiohttp.ClientSession() as http,
+    ):
+        for model in (fast, slow, "google/nano-banana-2/text-to-image"):
+            async with http.post(f"{fake.base_url}/v1/models/{model}", json={"prompt": "x"}) as r:
+                assert r.status == 200
+    durations = {job.model_id: job.duration for job in fake.jobs.values()}
+    assert durations == {fast: 0.1, slow: 5.0, "google/nano-banana-2/text-to-image": 1.0}

@@ -29,6 +29,13 @@ def add_emulator_parser(sub: Any) -> None:
     emu.add_argument("--duration-mean", type=float, default=1.0, help="mean job seconds")
     emu.add_argument("--duration-sigma", type=float, default=0.3, help="lognormal sigma")
     emu.add_argument(
+        "--model-duration",
+        action="append",
+        default=[],
+        metavar="MODEL=MEAN[,SIGMA]",
+        help="jobs of one model last MEAN seconds (lognormal SIGMA); repeatable",
+    )
+    emu.add_argument(
         "--concurrency", type=int, help="jobs run at once; more wait in a queue (default: no queue)"
     )
     emu.add_argument("--failure-rate", type=float, default=0.0, help="share of jobs that fail")
@@ -129,6 +136,7 @@ def emulator_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "token": args.token,
         "duration_mean": args.duration_mean,
         "duration_sigma": args.duration_sigma,
+        "model_durations": _model_durations(args.model_duration, args.duration_sigma),
         "concurrency": args.concurrency,
         "failure_rate": args.failure_rate,
         "failed_status": args.failed_status,
@@ -168,6 +176,18 @@ def _extra_models(path: str | None) -> list[Any]:
     if not isinstance(entries, list):
         raise ValueError(f"--extra-models {path}: expected a JSON list of catalog entries")
     return entries
+
+
+def _model_durations(specs: list[str], sigma: float) -> dict[str, tuple[float, float]]:
+    """``MODEL=MEAN[,SIGMA]`` flags as a mapping (a malformed one raises ValueError)."""
+    out: dict[str, tuple[float, float]] = {}
+    for spec in specs:
+        model, sep, value = spec.partition("=")
+        if not sep or not model:
+            raise ValueError(f"--model-duration wants MODEL=MEAN[,SIGMA], got {spec!r}")
+        mean, _, spread = value.partition(",")
+        out[model] = (float(mean), float(spread) if spread else sigma)
+    return out
 
 
 def run_emulator_main(args: argparse.Namespace) -> int:

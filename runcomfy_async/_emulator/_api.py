@@ -64,6 +64,7 @@ class ModelApi:
         charge: pays for one job before it is created; returns the refusal to send instead
             (an empty balance), or ``None``.
         state: where job creations and cancels are recorded, or ``None``.
+        model_durations: per model id, ``(mean, sigma)`` instead of the defaults.
 
     Attributes:
         jobs: every job by request id.
@@ -89,11 +90,13 @@ class ModelApi:
         accept_any_model: bool = False,
         charge: Callable[[], web.Response | None] = lambda: None,
         state: StateFile | None = None,
+        model_durations: Mapping[str, tuple[float, float]] | None = None,
     ):
         self._sched = sched
         self._job_rng = rng
         self._duration_mean = duration_mean
         self._duration_sigma = duration_sigma
+        self._model_durations = dict(model_durations or {})
         self._failure_rate = failure_rate
         self._pending_400005 = pending_400005
         self._validate = validate
@@ -206,7 +209,7 @@ class ModelApi:
             inputs=inputs,
             created_at=datetime.now(timezone.utc),
             created=time.monotonic(),
-            duration=draw_duration(rng, self._duration_mean, self._duration_sigma),
+            duration=draw_duration(rng, *self._durations(model_id)),
             will_fail=bool(self._failure_rate) and rng.random() < self._failure_rate,
             num_images=min(max(count, 1), _MAX_IMAGES),
         )
@@ -256,6 +259,10 @@ class ModelApi:
     def restore_cancel(self, job: FakeJob, at: float) -> None:
         """Replay a cancel read from a state file at monotonic time ``at``."""
         self._sched.cancel(job, at)
+
+    def _durations(self, model_id: str) -> tuple[float, float]:
+        """Mean and sigma of the jobs of ``model_id``."""
+        return self._model_durations.get(model_id, (self._duration_mean, self._duration_sigma))
 
     def _lookup(self, request: web.Request) -> FakeJob | web.Response:
         job = self.jobs.get(request.match_info["request_id"])

@@ -7,7 +7,7 @@ sentence instead of misbehaving under load.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from ._faults import check_endpoints
 
@@ -40,6 +40,7 @@ def check_knobs(
     output_port: int,
     duration_mean: float,
     duration_sigma: float,
+    model_durations: Mapping[str, tuple[float, float]] | None,
     concurrency: int | None,
     rates: dict[str, float],
     failed_status: str,
@@ -64,6 +65,7 @@ def check_knobs(
         output_port: output port.
         duration_mean: mean job seconds.
         duration_sigma: lognormal sigma.
+        model_durations: per model id, ``(mean, sigma)``, or ``None``.
         concurrency: server slots or ``None``.
         rates: probabilities by knob name.
         failed_status: status word of a failed job.
@@ -93,6 +95,9 @@ def check_knobs(
     _seconds("duration_sigma", duration_sigma)
     if duration_sigma > 0.0 and duration_mean == 0.0:
         raise ValueError("duration_sigma > 0 needs duration_mean > 0")
+    for model_id, (mean, sigma) in (model_durations or {}).items():
+        if not (math.isfinite(mean) and mean > 0 and math.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"model_durations[{model_id!r}] must be (mean > 0, sigma >= 0)")
     _count("concurrency", concurrency, 1)
     _choice("failed_status", failed_status, ("completed", "failed"))
     _choice("pending_result", pending_result, ("200", "400005"))

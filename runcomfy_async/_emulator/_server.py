@@ -49,6 +49,7 @@ class EmulatorServer(Controls):
         token: str | None = None,
         duration_mean: float = 0.05,
         duration_sigma: float = 0.0,
+        model_durations: Mapping[str, tuple[float, float]] | None = None,
         concurrency: int | None = None,
         failure_rate: float = 0.0,
         failed_status: str = "completed",
@@ -82,6 +83,7 @@ class EmulatorServer(Controls):
             output_port=output_port,
             duration_mean=duration_mean,
             duration_sigma=duration_sigma,
+            model_durations=model_durations,
             concurrency=concurrency,
             rates={
                 "failure_rate": failure_rate,
@@ -145,6 +147,7 @@ class EmulatorServer(Controls):
             accept_any_model=accept_any_model,
             charge=self._account.charge,
             state=self._state,
+            model_durations=model_durations,
         )
         self._outputs = OutputHost(
             jobs=self._api.jobs,
