@@ -61,10 +61,11 @@ def ladder_next(first_check: float, probe: int, probes: int, elapsed: float) -> 
     ``j = 0, 1, 2 ...``: each ladder is shifted by a share of a rung.
     """
     shift = (probe % max(1, probes)) / max(1, probes)
-    if elapsed < first_check * LADDER**shift:
-        return first_check * LADDER**shift
+    first = first_check * math.pow(LADDER, shift)
+    if elapsed < first:
+        return first
     rung = math.floor(math.log(elapsed / first_check) / math.log(LADDER) - shift) + 1
-    return first_check * LADDER ** (rung + shift)
+    return first_check * math.pow(LADDER, rung + shift)
 
 
 def lone_next(
