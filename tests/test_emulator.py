@@ -573,7 +573,7 @@ async def test_model_durations_per_model() -> None:
         FakeRunComfy(
             duration_mean=1.0, model_durations={fast: (0.1, 0.0), slow: (5.0, 0.0)}
         ) as fake,
-        aiohttp.ClientSession() as http,
+        aiohttp.ClientSession(headers=AUTH) as http,
     ):
         for model in (fast, slow, "google/nano-banana-2/text-to-image"):
             async with http.post(f"{fake.base_url}/v1/models/{model}", json={"prompt": "x"}) as r:
