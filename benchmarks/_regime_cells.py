@@ -15,8 +15,9 @@ Kinds:
 
 Every kind reports, per job, the model, the requests it cost (its submit, its checks and
 its result) and its detection delay: ``time.time()`` when the result is in hand minus the
-server's ``finished_at``. runcomfy-async's requests per job are counted by wrapping the
-two fetch functions its poller is given (instrumentation only: nothing else changes).
+server's ``finished_at`` (for a batch, the moment each job's future resolved, noted by a
+done-callback, not when the gather returned). runcomfy-async's requests per job are counted
+by wrapping the two fetch functions its poller is given (instrumentation only).
 """
 
 from __future__ import annotations
@@ -88,8 +89,13 @@ async def run_batch(spec: dict[str, Any]) -> dict[str, Any]:
     async with client:
         t0 = time.monotonic()
 
+        seen: dict[str, float] = {}  # when each result was in hand (time.time())
+
         async def submit(i: int) -> Any:
-            return await client.submit(models[i % len(models)], {"prompt": f"batch job {i}"})
+            job = await client.submit(models[i % len(models)], {"prompt": f"batch job {i}"})
+            rid = job.request_id
+            job._future.add_done_callback(lambda _: seen.setdefault(rid, time.time()))
+            return job
 
         if spec.get("submit_mode") == "loop":
             handles = [await submit(i) for i in range(spec["jobs"])]
@@ -99,12 +105,11 @@ async def run_batch(spec: dict[str, Any]) -> dict[str, Any]:
         wall = time.monotonic() - t0
         for job, res in zip(handles, results, strict=True):
             finished = None if isinstance(res, BaseException) else res.finished_at
+            delay = None
+            if finished is not None:
+                delay = seen.get(job.request_id, time.time()) - finished.timestamp()
             out.append(
-                {
-                    "model": job.model_id,
-                    "delay": _delay(finished),
-                    "requests": 1 + checks[job.request_id],
-                }
+                {"model": job.model_id, "delay": delay, "requests": 1 + checks[job.request_id]}
             )
         adaptive = client.budget.adaptive
         learned = None if adaptive is None else adaptive.limit
