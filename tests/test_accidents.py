@@ -451,7 +451,7 @@ def test_fixed_invalid_lines_run_on_resume_with_one_result_each(
         '{"_key": "j", "prompt": "d", "num_images": 9}',
     ]
     inp.write_text("\n".join(good + bad) + "\n")
-    assert batch(api, inp, out, "--on-invalid", "skip") == 1
+    assert batch(api, inp, out, "--on-invalid", "skip") == 0  # every valid input succeeded
     assert [r["status"] for r in results(out)] == ["succeeded", "succeeded", "invalid", "invalid"]
     inp.write_text(
         "\n".join(good + [b.replace("7:7", "1:1").replace("9", "1") for b in bad]) + "\n"
