@@ -42,6 +42,7 @@ async def test_an_empty_balance_refuses_submits_until_topped_up(
         status, body, _ = await call(http, "POST", url, json={"prompt": "x", "num_images": 9})
         assert status == 422
         assert (fake.jobs_created, fake.balance, fake.balance_refusals) == (2, 0, 1)
+        assert repr(fake) == f"<FakeRunComfy {fake.base_url} jobs=2 balance=0>"
         fake.top_up(1)
         assert fake.balance == 1
         await submit(http, fake)
@@ -202,6 +203,7 @@ async def test_state_file_carries_jobs_to_a_new_emulator(
     done = (await submit(http, old, {"num_images": 2}))["request_id"]
     queued = (await submit(http, old))["request_id"]
     dropped = (await submit(http, old))["request_id"]
+    big = (await submit(http, old, {"image": "x" * 70_000}))["request_id"]
     status, body, _ = await call(http, "POST", f"{old.base_url}/v1/requests/{dropped}/cancel")
     assert (status, body["outcome"]) == (202, "cancelled")
     await wait_state(old, done, "succeeded")
@@ -209,7 +211,8 @@ async def test_state_file_carries_jobs_to_a_new_emulator(
     await old.stop()
 
     async with emulator(state_path=path, concurrency=1, duration_mean=0.3) as new:
-        assert new.jobs_created == 3
+        assert new.jobs_created == 4
+        assert new.jobs[big].inputs == {}  # inputs over 64 KiB are not stored
         assert (new.port, new.output_port) == ports  # the recorded ports were free again
         assert (await get_status(http, new, dropped))["status"] == "cancelled"
         assert new.jobs[queued].ends == pytest.approx(timeline, abs=0.01)
@@ -224,7 +227,7 @@ async def test_state_file_carries_jobs_to_a_new_emulator(
         extra = (await submit(http, new))["request_id"]
         # Killed without stop(): the appended lines alone carry the new job.
         async with emulator(state_path=path) as third:
-            assert third.jobs_created == 4 and extra in third.jobs
+            assert third.jobs_created == 5 and extra in third.jobs
 
 
 def test_state_file_skips_a_torn_line_and_refuses_a_foreign_file(tmp_path: Path) -> None:

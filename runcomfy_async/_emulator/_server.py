@@ -165,6 +165,12 @@ class EmulatorServer(Controls):
         self.rate_limited = 0
         self.arrivals: list[tuple[float, str]] = []
 
+    def __repr__(self) -> str:
+        where = self.base_url if self.running else "stopped"
+        balance = "" if self.balance is None else f" balance={self.balance}"
+        revoked = " token revoked" if self.token_revoked else ""
+        return f"<{type(self).__name__} {where} jobs={self.jobs_created}{balance}{revoked}>"
+
     # ----------------------------------------------------------------------------- lifecycle
 
     @property

@@ -48,7 +48,7 @@ class _Job(msgspec.Struct, tag="job"):
     duration: float
     fail: bool
     n: int
-    inputs: dict[str, Any] | None = None
+    inputs: msgspec.Raw  # the JSON object encoded once, or null (decoded on replay)
 
 
 class _Cancel(msgspec.Struct, tag="cancel"):
@@ -154,7 +154,7 @@ class StateFile:
                 jobs[event.id] = sink.restore_job(
                     request_id=event.id,
                     model_id=event.model,
-                    inputs=event.inputs or {},
+                    inputs=_inputs(event.inputs),
                     created_at=datetime.fromtimestamp(event.created_at, timezone.utc),
                     created=event.created_at + to_monotonic,
                     duration=event.duration,
@@ -239,10 +239,18 @@ def _epoch(job: FakeJob, monotonic: float) -> float:
     return job.created_at.timestamp() + (monotonic - job.created)
 
 
+def _inputs(raw: msgspec.Raw) -> dict[str, Any]:
+    """Decode stored inputs; anything but a JSON object (e.g. null) gives ``{}``."""
+    try:
+        inputs = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return {}
+    return inputs if isinstance(inputs, dict) else {}
+
+
 def _job_line(job: FakeJob) -> _Job:
-    inputs: dict[str, Any] | None = job.inputs
-    if len(_encode(inputs)) > MAX_STORED_INPUTS:
-        inputs = None
+    encoded = _encode(job.inputs)
+    inputs = msgspec.Raw(encoded if len(encoded) <= MAX_STORED_INPUTS else b"null")
     return _Job(
         id=job.request_id,
         model=job.model_id,
