@@ -131,7 +131,8 @@ class Finisher:
         identical errors group)."""
         self.counts: collections.Counter[str] = collections.Counter()
         """Live counters for progress displays: ``read``, ``skipped``, ``submitted``,
-        ``queued``, ``running`` and one per batch status."""
+        ``queued``, ``running`` and one per batch status. ``unchanged`` counts the skipped
+        inputs that are handed over all the same (done before, their files checked)."""
 
     def _halt(self, reason: HaltReason, exc: BaseException) -> None:
         """Stop new submits for good; jobs already submitted are still followed."""
@@ -252,6 +253,7 @@ class Finisher:
         ):
             item.prior = None
             self.counts["skipped"] += 1
+            self.counts["unchanged"] += 1  # skipped, yet handed over (progress counts it once)
             self._emit(item, res, unchanged=True)
             return
         res.status, res.error, res.error_kind, res.files = "succeeded", None, None, []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from runcomfy_async._cli._commands import SANDBOX_EMULATOR, SANDBOX_STATE
 from runcomfy_async._cli._main import main
 from runcomfy_async._journal import Done, Journal, Released
 from runcomfy_async.testing import FakeRunComfy
@@ -171,6 +173,49 @@ def test_existing_journal_needs_resume(tmp_path: Path, monkeypatch: pytest.Monke
     assert main([*base, "--sandbox"]) == 0
     assert main([*base, "--sandbox"]) == 0  # the README's command can be run twice
     assert (out / "journal.prev.jsonl").exists()
+
+
+@pytest.mark.anyio
+async def test_sandbox_resume_hint_finishes_every_input(tmp_path: Path) -> None:
+    """Ctrl-C a sandbox batch, run the printed resume command: every input succeeds, once."""
+    n = 48
+    inp = tmp_path / "p.txt"
+    inp.write_text("".join(f"prompt {i}\n" for i in range(n)))
+    out = tmp_path / "out"
+    argv = ["batch", str(inp), "--model", T2I, "--out", str(out), "--sandbox"]
+    proc = await asyncio.create_subprocess_exec(
+        *_cli(*argv, "--progress", "plain", "--max-in-flight", "32"),
+        env=_env(), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    journal = out / "journal.jsonl"
+    for _ in range(3000):  # interrupt once jobs are paid for and running in the emulator
+        if journal.exists() and journal.read_text().count('"e":"submitted"') >= 20:
+            break
+        await asyncio.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, raw = await asyncio.wait_for(proc.communicate(), 60)
+    err = raw.decode()
+    assert proc.returncode == 130, err
+    hint = err.split("Resume with:\n", 1)[1].split("\n", 1)[0].split()
+    assert hint[:2] == ["runcomfy-async", "batch"] and "--sandbox" in hint and "--resume" in hint
+    first = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert any(r["status"] == "submitted" for r in first)  # paid jobs left to follow
+    proc = await asyncio.create_subprocess_exec(
+        *_cli(*hint[1:]), env=_env(), stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, raw = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, raw.decode()
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["succeeded"] * n
+    followed = {r["request_id"] for r in first if r["status"] == "submitted"}
+    assert followed <= {r["request_id"] for r in records}  # the paid jobs were finished
+    # The same emulator settings replay the same schedule: who ran, who was cancelled queued.
+    async with FakeRunComfy(state_path=out / SANDBOX_STATE, **SANDBOX_EMULATOR) as fake:
+        kept = collections.Counter(
+            job.inputs["prompt"] for job in fake.jobs.values() if job.cancelled_at is None
+        )
+    assert kept == {f"prompt {i}": 1 for i in range(n)}  # one job each; cancelled ones unbilled
 
 
 @pytest.mark.anyio

@@ -29,6 +29,7 @@ from .._journal import JournalError
 from .._journal_lock import JournalLock
 from ._args import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, parse_sets
 from ._batch_results import failure_reasons, resume_command, write_results
+from ._commands import SANDBOX_STATE
 from ._gallery import write_gallery
 from ._inputs import InputLine, ScanReport, detect_format, read_inputs, scan
 from ._inputs_common import InputError
@@ -90,8 +91,11 @@ def _run_batch(args: argparse.Namespace, open_client: Any) -> int:
         raise UsageError(f"cannot create --out {out}: {exc.strerror or exc}") from None
     with JournalLock(journal_path):
         if journal_path.exists() and not args.resume and args.sandbox:
-            # Sandbox jobs vanish with their in-process emulator: start afresh, keep the old run.
+            # A sandbox run without --resume starts afresh (the README's command can be run
+            # twice); the old run's journal and emulator jobs are kept aside.
             journal_path.replace(out / "journal.prev.jsonl")
+            with contextlib.suppress(FileNotFoundError):
+                (out / SANDBOX_STATE).replace(out / f"prev-{SANDBOX_STATE}")
         if journal_path.exists() and not args.resume:
             raise UsageError(
                 f"{out} already holds a batch journal: pass --resume to continue it, "

@@ -21,10 +21,23 @@ from .._states import FINAL_PHASES
 from .._wire import Result, classify
 from ._args import EXIT_FAILED, EXIT_OK, UsageError, parse_sets
 
-__all__ = ["SANDBOX_OUT", "SANDBOX_TOKEN", "one_job_command", "open_client"]
+__all__ = [
+    "SANDBOX_EMULATOR",
+    "SANDBOX_OUT",
+    "SANDBOX_STATE",
+    "SANDBOX_TOKEN",
+    "one_job_command",
+    "open_client",
+]
 
 SANDBOX_TOKEN = "sandbox-token"
 """The token the in-process emulator accepts in ``--sandbox`` mode (it is not a secret)."""
+
+SANDBOX_EMULATOR: dict[str, Any] = {"duration_mean": 1.5, "duration_sigma": 0.4, "concurrency": 16}
+"""How the ``--sandbox`` emulator behaves: jobs of about 1.5 s, 16 at a time, the rest queued."""
+
+SANDBOX_STATE = "sandbox-emulator.jsonl"
+"""The file in a ``batch --sandbox`` output folder that holds the emulator's jobs."""
 
 SANDBOX_OUT = "runcomfy-sandbox"
 """Where ``run --sandbox`` saves outputs when no ``--out`` is given: its URLs end with it."""
@@ -36,10 +49,11 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[AsyncClient]:
     if getattr(args, "sandbox", False):
         from ..testing import FakeRunComfy
 
+        # A batch keeps the emulator's jobs in its --out folder, so that the printed
+        # '--sandbox --resume' finds the jobs it paid (pretend-paid) for.
+        state = Path(args.out) / SANDBOX_STATE if args.command == "batch" else None
         async with (
-            FakeRunComfy(
-                token=SANDBOX_TOKEN, duration_mean=1.5, duration_sigma=0.4, concurrency=16
-            ) as fake,
+            FakeRunComfy(token=SANDBOX_TOKEN, state_path=state, **SANDBOX_EMULATOR) as fake,
             AsyncClient(
                 SANDBOX_TOKEN,
                 fake.base_url,

@@ -35,8 +35,9 @@ from ._parser import build_parser
 __all__ = ["cli_words", "main"]
 
 _NO_TOKEN = (
-    "no RunComfy API token: pass --token or set RUNCOMFY_API_TOKEN (create a token on your "
-    "RunComfy profile page), or add --sandbox to try the command without one"
+    "no RunComfy API token: set RUNCOMFY_API_TOKEN, or pass --token-file PATH or --token "
+    "(create a token on your RunComfy profile page); or add --sandbox to try the command "
+    "without one"
 )
 
 # The library speaks of arguments; the command line of flags and variables. Each entry maps

@@ -104,6 +104,11 @@ class Progress:
                 states["finishing"] += 1
         return states
 
+    def _skipped_unseen(self) -> int:
+        """Inputs done before (resume) that the batch does not hand over again."""
+        counts = self.runner.counts
+        return counts["skipped"] - counts["unchanged"]
+
     def _rate(self) -> float:
         elapsed = time.monotonic() - self.started
         return self.done / elapsed if elapsed > 0 else 0.0
@@ -123,7 +128,7 @@ class Progress:
     def line(self) -> str:
         """The plain progress line: the live jobs by state, then done, failed and invalid."""
         rate = self._rate()
-        left = self.total - self.done - self.runner.counts["skipped"]
+        left = self.total - self.done - self._skipped_unseen()
         eta = f" eta {_fmt_time(left / rate)}" if rate > 0 and left > 0 else ""
         figures = "  ".join(f"{label} {n}" for label, n, _ in self._parts())
         return f"{figures}  {rate:.1f}/s{eta}"
@@ -140,7 +145,7 @@ class Progress:
     def _refresh(self, force: bool = False) -> None:
         if self._rich is not None:
             counts = " ".join(f"[{c}]{label} {n}[/]" for label, n, c in self._parts())
-            completed = self.done + self.runner.counts["skipped"]
+            completed = self.done + self._skipped_unseen()
             rate = f"{self._rate():.1f}/s"
             self._rich.update(self._task, completed=completed, counts=counts, rate=rate)
         elif self.mode == "plain":
