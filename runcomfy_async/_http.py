@@ -261,14 +261,34 @@ def _decode_error(body: bytes) -> ErrorBody | None:
 
 
 def _redact_any(value: Any, redact: Callable[[str], str]) -> Any:
-    """Redact every string inside a decoded JSON value."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, list):
-        return [_redact_any(v, redact) for v in value]
-    if isinstance(value, dict):
-        return {k: _redact_any(v, redact) for k, v in value.items()}
-    return value
+    """Redact every string inside a decoded JSON value.
+
+    A loop, not recursion: a decoder may accept nesting deeper than Python's recursion
+    limit (msgspec's limit follows the interpreter's C stack budget, which grew in 3.12).
+    """
+
+    def copy(item: Any) -> Any:
+        if isinstance(item, str):
+            return redact(item)
+        if isinstance(item, list):
+            out: list[Any] = []
+            todo.append((item, out))
+            return out
+        if isinstance(item, dict):
+            mapping: dict[Any, Any] = {}
+            todo.append((item, mapping))
+            return mapping
+        return item
+
+    todo: list[tuple[Any, Any]] = []
+    root = copy(value)
+    while todo:  # containers are filled after they are placed, so order is kept
+        source, target = todo.pop()
+        if isinstance(source, list):
+            target.extend(copy(v) for v in source)
+        else:
+            target.update((k, copy(v)) for k, v in source.items())
+    return root
 
 
 def _describe_body(reply: Reply, snippet: Callable[[bytes, int], str]) -> str:

@@ -127,15 +127,18 @@ class Output(Mapping[str, Any]):
 
 
 def _collect_urls(value: Any, found: list[str]) -> None:
-    if isinstance(value, str):
-        if value.startswith(("https://", "http://")):
-            found.append(value)
-    elif isinstance(value, list):
-        for item in value:
-            _collect_urls(item, found)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _collect_urls(item, found)
+    # A stack, not recursion: the decoder may accept nesting deeper than Python's
+    # recursion limit (from 3.12 msgspec's limit follows the larger C stack budget).
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if item.startswith(("https://", "http://")):
+                found.append(item)
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            stack.extend(reversed(item.values()))
 
 
 class SubmitResponse(msgspec.Struct, frozen=True):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -210,23 +211,51 @@ def test_unicode_digit_error_code_is_a_library_error(code: str, status: int) -> 
     assert ErrorBody(error_code=code).numeric_code is None
 
 
-_DEEP = b"[" * 5000 + b"]" * 5000
+def _nested_answers(depth: int) -> list[Any]:
+    """The four places a server could nest JSON ``depth`` levels deep."""
+    deep = b"[" * depth + b"]" * depth
+    return [
+        pytest.param(
+            200,
+            b'{"status": "succeeded", "output": {"image": ' + deep + b"}}",
+            "result",
+            id="result-output",
+        ),
+        pytest.param(
+            200, b'{"status": "in_queue", "error": ' + deep + b"}", "status", id="status-error"
+        ),
+        pytest.param(
+            500, b'{"error_code": 500001, "detail": ' + deep + b"}", "status", id="5xx-detail"
+        ),
+        pytest.param(
+            200,
+            b'{"error_code": 403001, "detail": ' + deep + b"}",
+            "cancel",
+            id="200-error-code-detail",
+        ),
+    ]
 
 
-@pytest.mark.parametrize(
-    ("status", "body", "endpoint"),
-    [
-        (200, b'{"status": "succeeded", "output": {"image": ' + _DEEP + b"}}", "result"),
-        (200, b'{"status": "in_queue", "error": ' + _DEEP + b"}", "status"),
-        (500, b'{"error_code": 500001, "detail": ' + _DEEP + b"}", "status"),
-        (200, b'{"error_code": 403001, "detail": ' + _DEEP + b"}", "cancel"),
-    ],
-    ids=["result-output", "status-error", "5xx-detail", "200-error-code-detail"],
-)
+@pytest.mark.parametrize(("status", "body", "endpoint"), _nested_answers(100_000))
 def test_deeply_nested_answer_is_a_library_error(status: int, body: bytes, endpoint: str) -> None:
     """An answer nested past msgspec's depth limit becomes an API error, not a RecursionError."""
     with pytest.raises(RunComfyError):
         TRANSPORT.decode(Reply(status, body, None, ""), DECODERS[endpoint], "GET", "/x")
+
+
+@pytest.mark.parametrize(("status", "body", "endpoint"), _nested_answers(1_500))
+def test_nesting_past_the_recursion_limit_is_walked_without_recursion(
+    status: int, body: bytes, endpoint: str
+) -> None:
+    """Nesting the decoder accepts (3.12+) but Python's recursion limit does not: no crash."""
+    try:
+        answer = TRANSPORT.decode(Reply(status, body, None, ""), DECODERS[endpoint], "GET", "/x")
+    except RunComfyError as exc:  # the decoder's limit (3.10, 3.11), or the error envelope
+        assert str(exc)
+        return
+    assert getattr(answer, "urls", ()) == ()
+    error = getattr(answer, "error", None)
+    assert msgspec.json.encode(TRANSPORT.redact_value(error)) == msgspec.json.encode(error)
 
 
 # -- input readers ----------------------------------------------------------------------------
@@ -288,6 +317,10 @@ _cells = st.one_of(
 )
 
 
+_NUL_WRITABLE: dict[str, Any] = {"escapechar": "\\"} if sys.version_info < (3, 11) else {}
+"""Python 3.10's CSV writer refuses a NUL cell without an escape character; 3.11 writes it."""
+
+
 @settings(
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -303,7 +336,7 @@ def test_csv_cells_typed_by_schema_never_raise(
     """Any CSV cell for any field: items with one-line errors, valid ones pass the schema."""
     path = tmp_path / "fuzz.csv"
     with path.open("w", newline="", encoding="utf-8", errors="surrogatepass") as fh:
-        writer = csv.writer(fh, delimiter=delimiter)
+        writer = csv.writer(fh, delimiter=delimiter, **_NUL_WRITABLE)
         writer.writerow(header)
         writer.writerows(rows)
     try:
