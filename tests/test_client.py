@@ -121,7 +121,9 @@ async def test_reattach_by_request_id(fake: FakeRunComfy) -> None:
 @pytest.mark.parametrize("pending", ["200", "400005"])
 async def test_both_pending_result_variants(pending: str) -> None:
     """A pending result is 200 with the state, or HTTP 400 with 400005; both keep polling."""
-    async with FakeRunComfy(duration_mean=0.3, pending_result=pending) as fake:
+    # A fixed half second (not a random draw, which can be short): the poller's first check,
+    # 0.02 s in, meets a pending job unless the machine stalls for most of it.
+    async with FakeRunComfy(duration_mean=0.5, duration_sigma=0.0, pending_result=pending) as fake:
         async with AsyncClient(
             TOKEN, fake.base_url, retry=FAST_RETRY, poll=PollSettings(first_check=0.02)
         ) as client:
@@ -248,7 +250,12 @@ async def test_http_200_with_error_code_is_an_error(
     ],
 )
 async def test_error_bodies_not_retried(
-    client: AsyncClient, fake: FakeRunComfy, status: int, body: object, exc_type: type, text: str
+    client: AsyncClient,
+    fake: FakeRunComfy,
+    status: int,
+    body: object,
+    exc_type: type[APIStatusError],
+    text: str,
 ) -> None:
     """Every error envelope maps to its error class with a readable message; 4xx not retried."""
     fake.inject("status", status=status, body=body)  # type: ignore[arg-type]

@@ -164,15 +164,17 @@ class SlowLoop:
 async def test_a_flood_started_at_once_is_paced_once_measured() -> None:
     """``gather`` of every submit at once: turns are taken late, at the measured rate.
 
-    The clock says the loop spends 1/64 s a request, which holds submits to MIN_RATE once
-    the first window is measured. Only the submits before that go unpaced; the emulator
-    sees result checks before the last submit; every job is created exactly once and every
-    result comes back.
+    The CPU clock says the loop spends 1/64 s a request, which holds submits to MIN_RATE once
+    the first window is measured. The pacer's wall clock stands still, so however fast or
+    loaded this machine is, no submit's turn has come by itself: only the submits booked
+    before that measurement and the burst go unpaced, and the paced ones wait one more gap
+    each. The emulator sees result checks before the last submit; every job is created
+    exactly once and every result comes back.
     """
-    jobs, slots = 150, 8
+    jobs, slots = 120, 8
     async with FakeRunComfy(token=TOKEN, duration_mean=0.05, record_arrivals=True) as fake:
         async with AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY, poll=POLL) as client:
-            pacer = client._pacer = SubmitPacer(slots=slots, cpu=SlowLoop())
+            pacer = client._pacer = SubmitPacer(slots=slots, clock=lambda: 1000.0, cpu=SlowLoop())
             handles = await asyncio.gather(
                 *(client.submit(T2I, {"prompt": f"p{i}"}) for i in range(jobs))
             )
@@ -180,6 +182,8 @@ async def test_a_flood_started_at_once_is_paced_once_measured() -> None:
             assert client.pacer is pacer
             assert pacer.rate(3.0) == MIN_RATE
             assert pacer.paced >= jobs - (WINDOW + 1) - slots - BURST
+            gap = 1 / MIN_RATE  # the k-th paced submit waited k gaps, rounded up to a tick
+            assert pacer.waited >= gap * pacer.paced * (pacer.paced + 1) / 2 - 1e-6
     assert fake.jobs_created == jobs
     assert len({r.request_id for r in results}) == jobs
     endpoints = [e for _, e in fake.arrivals]
