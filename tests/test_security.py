@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +190,8 @@ async def test_token_absent_from_debug_logs_errors_reprs_and_files(
         "ResponseValidationError",
         "SubmissionUncertainError",
     }
-    for exc in errors:
-        texts += _error_texts(exc)
+    for err in errors:
+        texts += _error_texts(err)
     texts += [repr(r) for r in results] + [str(r.error) for r in results]
     texts.append(caplog.text)
     texts.append(_files_text(out))  # journal, downloads
@@ -287,7 +287,7 @@ async def test_token_echoed_by_the_server_is_redacted(
             fake.inject(
                 endpoint, status=status, body=body, content_type=content_type, headers=headers
             )
-            call = {
+            call: Callable[[], Awaitable[object]] = {
                 "status": lambda: client.status("req-1"),
                 "result": lambda: client.result("req-1"),
                 "submit": lambda: client.submit(T2I, {"prompt": "x"}),
