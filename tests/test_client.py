@@ -121,8 +121,8 @@ async def test_reattach_by_request_id(fake: FakeRunComfy) -> None:
 @pytest.mark.parametrize("pending", ["200", "400005"])
 async def test_both_pending_result_variants(pending: str) -> None:
     """A pending result is 200 with the state, or HTTP 400 with 400005; both keep polling."""
-    # A fixed half second (not a random draw, which can be short): the poller's first check,
-    # 0.02 s in, meets a pending job unless the machine stalls for most of it.
+    # Half a second: the poller's first check, 0.02 s in, meets a pending job unless this
+    # machine stalls for most of it.
     async with FakeRunComfy(duration_mean=0.5, duration_sigma=0.0, pending_result=pending) as fake:
         async with AsyncClient(
             TOKEN, fake.base_url, retry=FAST_RETRY, poll=PollSettings(first_check=0.02)

@@ -74,7 +74,8 @@ async def get_status(http: aiohttp.ClientSession, fake: FakeRunComfy, rid: str) 
 @pytest.mark.anyio
 async def test_round_trip_submit_status_result_cancel(http: aiohttp.ClientSession) -> None:
     """A job goes submit -> in_progress -> completed -> succeeded, with absolute URLs."""
-    async with emulator(duration_mean=0.1) as fake:
+    # Half a second: long enough that the first looks find it running on a loaded machine.
+    async with emulator(duration_mean=0.5) as fake:
         assert fake.base_url == f"http://127.0.0.1:{fake.port}"
         job = await submit(http, fake, {"prompt": "a fox"}, model=MODEL)
         rid = job["request_id"]
@@ -98,7 +99,7 @@ async def test_round_trip_submit_status_result_cancel(http: aiohttp.ClientSessio
         status, pending, _ = await call(http, "GET", job["result_url"])
         assert (status, pending) == (200, {"request_id": rid, "status": "in_progress"})
 
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.55)
         assert (await get_status(http, fake, rid))["status"] == "completed"
         status, result, resp = await call(http, "GET", job["result_url"])
         assert status == 200
@@ -139,7 +140,8 @@ def test_lognormal_durations_have_the_requested_mean() -> None:
 @pytest.mark.anyio
 async def test_concurrency_queue_positions_and_fifo_start(http: aiohttp.ClientSession) -> None:
     """With one slot, jobs queue FIFO and each starts exactly when the previous one ended."""
-    async with emulator(concurrency=1, duration_mean=0.1) as fake:
+    # 0.3 s a job: long enough that the first looks find them as submitted on a loaded machine.
+    async with emulator(concurrency=1, duration_mean=0.3) as fake:
         rids = [(await submit(http, fake))["request_id"] for _ in range(3)]
         bodies = [await get_status(http, fake, rid) for rid in rids]
         assert [b["status"] for b in bodies] == ["in_progress", "in_queue", "in_queue"]
@@ -147,7 +149,7 @@ async def test_concurrency_queue_positions_and_fifo_start(http: aiohttp.ClientSe
         assert [b.get("queue_position") for b in bodies[1:]] == [0, 1]
         assert fake.job_states() == {"in_progress": 1, "in_queue": 2}
 
-        await asyncio.sleep(0.35)
+        await asyncio.sleep(0.95)
         assert [(await get_status(http, fake, r))["status"] for r in rids] == ["completed"] * 3
         jobs = [fake.jobs[r] for r in rids]
         assert jobs[1].started == jobs[0].ends
