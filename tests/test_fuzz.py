@@ -151,6 +151,7 @@ def _touch_properties(value: Any) -> None:
 # -- the transport's decode -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @FUZZ
 @given(reply=_replies, endpoint=st.sampled_from(sorted(DECODERS)))
 @example(
@@ -190,6 +191,7 @@ def test_status_error_always_builds_an_api_status_error(reply: Reply) -> None:
         assert exc.retry_after == reply.retry_after  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 @FUZZ
 @given(body=_bodies(), endpoint=st.sampled_from(sorted(DECODERS)))
 def test_decoders_raise_only_msgspec_errors(body: bytes, endpoint: str) -> None:
@@ -391,6 +393,7 @@ def test_set_values_raise_only_usage_errors(pairs: list[str], model_id: str) -> 
     assert set(parsed) <= {p.partition("=")[0].strip() for p in pairs}
 
 
+@pytest.mark.slow
 @settings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

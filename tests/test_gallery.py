@@ -296,6 +296,7 @@ def test_write_is_atomic_and_leaves_no_temp_file(tmp_path: pathlib.Path) -> None
     assert "prompt 0" in (tmp_path / "index.html").read_text()
 
 
+@pytest.mark.timeout(600)  # tracemalloc slows it several fold; loaded, it can pass 2 min
 @pytest.mark.slow
 def test_hundred_thousand_records_stream(tmp_path: pathlib.Path) -> None:
     """100,000 records from a generator are written without holding their HTML in memory."""

@@ -565,6 +565,7 @@ def check_contract(model_id: str, data: Any) -> None:
             assert result is None
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     model_ids,

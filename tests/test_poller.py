@@ -39,6 +39,7 @@ def _client_tasks() -> list[str]:
     )
 
 
+@pytest.mark.slow
 async def test_task_count_constant_with_thousands_in_flight() -> None:
     """Following 2,000 jobs costs no task per job: the client's task count does not grow."""
     async with FakeRunComfy(token=TOKEN, duration_mean=60.0) as fake:
