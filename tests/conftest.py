@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from typing import Protocol, TypeVar
 
 import pytest
 from aiohttp import web
+from hypothesis import settings
 
 from runcomfy_async import AsyncClient, PollSettings, RetryPolicy
 from runcomfy_async._emulator._http import listen
 from runcomfy_async.testing import FakeRunComfy
+
+# Property tests: no per-example deadline (a loaded machine is slow, not wrong); under CI the
+# same examples every run, so a red CI is a finding to reproduce, not a roll of the dice.
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 TOKEN = "rc-test-token-5ecr3t-value"
 """A token distinctive enough to search for in logs and files."""
