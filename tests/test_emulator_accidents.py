@@ -266,7 +266,7 @@ def test_accident_knobs_are_validated() -> None:
     for knobs in bad:
         name = next(iter(knobs))
         with pytest.raises(ValueError, match=name):
-            emulator(**knobs)  # type: ignore[arg-type]
+            emulator(**knobs)
 
 
 def test_cli_emulator_options_reach_the_knobs(tmp_path: Path) -> None:
