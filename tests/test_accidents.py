@@ -264,24 +264,19 @@ def test_revoked_token_leaves_paid_jobs_submitted_and_a_fixed_token_finishes(
     """Credentials refused mid-run: exit 3, no job failed or lost; once restored all succeed."""
     api = api_factory(duration_mean=0.5)
     inp, out = prompts(tmp_path, 10), tmp_path / "out"
-    api.later(when(lambda: api.fake.jobs_created >= 4, _async(api.fake.revoke_token)))
+    # Counted by the emulator as it authorizes (the first requests are submits), not watched
+    # from another thread, which a loaded machine lets fall behind the whole run.
+    api.fake.revoke_token(after=4)
     assert batch(api, inp, out, "--outage-tolerance", "1") == 3
     err = capsys.readouterr().err
     assert "Resume with" in err and "Traceback" not in err
     statuses = {r["status"] for r in results(out)}
     assert statuses <= {"succeeded", "submitted", "pending"} and "failed" not in statuses
     created = api.fake.jobs_created
-    assert 4 <= created < 10
+    assert 0 < created <= 4
     api.fake.restore_token()
     assert batch(api, inp, out, "--resume") == 0
     assert_all_done(out, 10, api)
-
-
-def _async(func: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
-    async def call() -> None:
-        func()
-
-    return call
 
 
 # -- 5. a paid job is never given up for the client's or the network's reasons ---------------
