@@ -6,9 +6,10 @@ journal (or the inputs) are read. The kernel drops it when its holder exits, how
 so the lock of a killed run is never an obstacle; the file itself stays and says who held it
 last (pid, host, start time) so that a refused run can name the holder.
 
-The lock is re-entrant within one process (the CLI takes it before it scans the inputs, the
-runner takes it again when it opens the journal). Where ``fcntl`` does not exist (Windows) the
-lock is a no-op.
+Within one process a second lock on the same journal is refused too (two runners there would
+pay twice just the same), unless the first was taken with ``handover=True``: the CLI takes the
+lock before it scans the inputs and hands it to the runner it then starts. Where ``fcntl`` does
+not exist (Windows) the lock only guards against runs in the same process.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class JournalLockedError(JournalError):
     """Another run holds the batch's journal (its pid and host are in the message)."""
 
 
-_HELD: dict[Path, tuple[int, int]] = {}  # lock file -> (fd, how many holders in this process)
+_HELD: dict[Path, tuple[int, int, bool]] = {}  # lock file -> (fd, holders here, handover)
 _GUARD = threading.Lock()
 
 
@@ -42,14 +43,17 @@ class JournalLock:
 
     Args:
         journal: the journal file the lock guards; the lock file is ``<journal>.lock``.
+        handover: let the next lock on this journal in this process join this one (for a
+            caller that holds the lock while it prepares a runner that takes it again).
 
     Example:
         >>> with JournalLock("out/journal.jsonl"):  # doctest: +SKIP
         ...     ...  # read the journal, submit, append
     """
 
-    def __init__(self, journal: str | os.PathLike[str]):
+    def __init__(self, journal: str | os.PathLike[str], *, handover: bool = False):
         self.path = Path(str(journal) + ".lock")
+        self.handover = handover
         self._held = False
 
     def __enter__(self) -> JournalLock:
@@ -63,7 +67,7 @@ class JournalLock:
         """Take the lock at once or fail (never waits).
 
         Raises:
-            JournalLockedError: another process holds it.
+            JournalLockedError: another process holds it, or this one does without handover.
             OSError: the lock file cannot be created.
         """
         if self._held:
@@ -72,7 +76,13 @@ class JournalLock:
         with _GUARD:
             held = _HELD.get(key)
             if held is not None:
-                _HELD[key] = (held[0], held[1] + 1)
+                fd, count, handover = held
+                if not handover:
+                    raise JournalLockedError(
+                        f"this process already runs a batch on {self.path.parent}; "
+                        "one run per journal"
+                    )
+                _HELD[key] = (fd, count + 1, False)
                 self._held = True
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +101,7 @@ class JournalLock:
                 os.close(fd)
                 raise
             _write_holder(fd)
-            _HELD[key] = (fd, 1)
+            _HELD[key] = (fd, 1, self.handover)
             self._held = True
 
     def release(self) -> None:
@@ -101,9 +111,9 @@ class JournalLock:
         self._held = False
         key = self.path.parent.resolve() / self.path.name
         with _GUARD:
-            fd, count = _HELD[key]
+            fd, count, handover = _HELD[key]
             if count > 1:
-                _HELD[key] = (fd, count - 1)
+                _HELD[key] = (fd, count - 1, handover)
                 return
             del _HELD[key]
             os.close(fd)  # closing the only descriptor drops the flock

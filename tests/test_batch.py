@@ -236,3 +236,30 @@ async def test_ordered_resume_does_not_stall_on_skipped(
         async for res in batch:
             seen.append(res.index)
     assert seen == list(range(6, 12))
+
+
+async def test_one_runner_per_journal_even_in_one_process(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    """A second runner on a journal in use is refused at once; after the first, it may run."""
+    from runcomfy_async._journal_lock import JournalLockedError
+
+    journal = tmp_path / "j.jsonl"
+    first = client.map(T2I, _prompts(2), journal=journal)
+    with pytest.raises(JournalLockedError, match="one run per journal"):
+        client.map(T2I, _prompts(2), journal=journal)
+    await first.aclose()
+    assert len(await _collect(client, _prompts(2), journal=journal)) == 2
+
+
+def test_journal_of_the_first_format_is_refused_with_a_message(tmp_path: Path) -> None:
+    """A journal whose inputs were identified by line number is refused, never misread."""
+    from runcomfy_async._journal import JournalError
+
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(
+        '{"e":"submitting","id":"h:0123","index":0,"key":null,"model":"m","input":{}}\n'
+        '{"e":"submitted","id":"h:0123","request_id":"r1"}\n'
+    )
+    with pytest.raises(JournalError, match="earlier runcomfy-async"):
+        Journal.replay(journal)

@@ -89,7 +89,7 @@ def _run_batch(args: argparse.Namespace, open_client: Any) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create --out {out}: {exc.strerror or exc}") from None
-    with JournalLock(journal_path):
+    with JournalLock(journal_path, handover=True):  # held from here, then by the runner
         if journal_path.exists() and not args.resume and args.sandbox:
             # A sandbox run without --resume starts afresh (the README's command can be run
             # twice); the old run's journal and emulator jobs are kept aside.
