@@ -266,7 +266,7 @@ class Finisher:
             try:
                 res.files = [
                     _redacted(f, self._redact)
-                    for f in await downloader.fetch_all(urls, stem=file_stem(item.index, item.key))
+                    for f in await downloader.fetch_all(urls, stem=_stem(item))
                 ]
             except DownloadError as exc:
                 cause = exc.__cause__
@@ -352,6 +352,14 @@ def _with_times(res: BatchResult, result: Any) -> BatchResult:
         if created is not None and finished is not None:
             res.duration_s = round((finished - created).total_seconds(), 3)
     return res
+
+
+def _stem(item: Item) -> str:
+    """The input's file stem; a job whose input is gone gets its own (its line may be reused)."""
+    stem = file_stem(item.index, item.key)
+    if item.orphan:
+        stem = f"orphan-{stem}-{hashlib.sha256(item.id.encode()).hexdigest()[:8]}"
+    return stem
 
 
 def _unsafe_urls(value: Any) -> list[str]:

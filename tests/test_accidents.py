@@ -114,6 +114,15 @@ def assert_all_done(out: Path, n: int, api: Api) -> None:
     assert (out / "index.html").exists()
 
 
+def finish_now(api: Api) -> None:
+    """End every running job now, and make later jobs quick."""
+    now = time.monotonic()
+    for job in api.fake.jobs.values():
+        if job.ends is not None:
+            job.ends = min(job.ends, now)
+    api.fake._api._duration_mean = 0.05
+
+
 async def when(condition: Callable[[], bool], action: Callable[[], Awaitable[Any]]) -> None:
     """Wait (on the emulator's loop) until ``condition`` holds, then run ``action``."""
     while not condition():
@@ -171,10 +180,7 @@ def test_second_run_on_one_folder_fails_at_once_and_a_killed_holder_is_no_obstac
     finally:
         holder.kill()
         holder.wait(10)
-    now = time.monotonic()
-    for job in api.fake.jobs.values():  # let the paid jobs finish now
-        if job.ends is not None:
-            job.ends = min(job.ends, now)
+    finish_now(api)
     assert batch(api, inp, out, "--resume") == 0
     assert_all_done(out, 6, api)
 
@@ -219,10 +225,7 @@ def test_jobs_whose_input_is_gone_are_followed_and_reported(
         time.sleep(0.02)
     run.kill()
     run.wait(10)
-    now = time.monotonic()
-    for job in api.fake.jobs.values():
-        if job.ends is not None:
-            job.ends = min(job.ends, now)
+    finish_now(api)
     lines = inp.read_text().splitlines()
     inp.write_text("\n".join([*lines[:3], "an edited last line"]) + "\n")
     assert batch(api, inp, out, "--resume") == 0
@@ -230,7 +233,9 @@ def test_jobs_whose_input_is_gone_are_followed_and_reported(
     assert api.fake.jobs_created == 5  # the 4 paid ones, and one for the edited line
     (orphan,) = [json.loads(x) for x in (out / "orphans.jsonl").read_text().splitlines()]
     assert orphan["status"] == "succeeded" and orphan["input"]["prompt"] == lines[3]
-    assert orphan["files"]  # its outputs were saved too
+    assert orphan["files"]  # its outputs were saved too, beside the new line's
+    names = {f["path"] for r in [*results(out), orphan] for f in r["files"]}
+    assert len(names) == 5 and all((out / name).exists() for name in names)
 
 
 # -- 4. account errors ------------------------------------------------------------------------
