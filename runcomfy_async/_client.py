@@ -172,6 +172,7 @@ class AsyncClient:
             settings=self.poll_settings,
             retry=self.retry,
             redact=self._transport.redact_value,
+            known=known.models,
         )
         tg = anyio.create_task_group()
         await tg.__aenter__()
@@ -221,7 +222,8 @@ class AsyncClient:
         """Hand what this client learned to the next one (see the ``cache`` option)."""
         adaptive = self._budget.adaptive
         rate = adaptive.limit if adaptive is not None and adaptive.confident else None
-        self._cache.save(self.base_url, {}, rate)
+        models = self._poller.knowledge() if self._poller is not None else {}
+        self._cache.save(self.base_url, models, rate)
 
     async def _cancel_queued(self, jobs: list[Job]) -> None:
         """Best-effort remote cancel of jobs that may still be queued, bounded in time."""

@@ -61,7 +61,7 @@ class PollSettings:
     min_interval: float = 0.05
     max_interval: float = 30.0
     first_check: float = 0.25
-    probes: int = 24
+    probes: int = 16
     learn_after: int = 8
     jitter: float = 0.05
     workers: int = 16

@@ -140,7 +140,10 @@ class DurationModel:
             DRIFT_Z * self._seed[1]
         ):
             self._seed = None  # what was known before no longer holds
+            self._fitted = -1.0  # refit at once: the last fit rests on it
         self._seen += 1
+        if not self.events:
+            self._fitted = -1.0  # the first duration replaces a prior: refit at once
         if len(self.events) < self.window:
             self.events.append(math.log(seconds))
         else:

@@ -13,15 +13,22 @@ from __future__ import annotations
 import bisect
 import collections
 import enum
+import math
 import time
 from collections.abc import Callable, Iterable
 
 from ._estimate import DrainRate, DurationModel, ServerClock
 from ._jobs import Job
+from ._learned import PRIORS, ModelKnowledge
 from ._queue import QueueTracker
+from ._schedule import PRIOR_WEIGHT
 from ._wire import Result
 
 __all__ = ["Entry", "ModelState", "Stage", "by_seq", "take_newest"]
+
+SEED_CAP = 32.0
+"""Jobs' worth of weight knowledge from an earlier client counts for, at most (so what
+this client sees soon outweighs it)."""
 
 
 class Stage(enum.Enum):
@@ -111,6 +118,32 @@ class ModelState:
         self.queue = QueueTracker()
         self.durations = DurationModel()
         self.drain = DrainRate()
+
+    def start_from(self, known: ModelKnowledge | None, learn_after: int) -> None:
+        """Seed the estimate from an earlier client's knowledge, else the model's prior.
+
+        Knowledge of at least ``learn_after`` jobs lets every job get a schedule at once,
+        without probing.
+        """
+        if known is not None:
+            self.durations.seed(known.mu, known.sigma, min(known.count, SEED_CAP))
+            self.learned = known.count >= learn_after
+        elif self.model_id in PRIORS:
+            median, sigma = PRIORS[self.model_id]
+            self.durations.seed(math.log(median), sigma, PRIOR_WEIGHT)
+
+    def knowledge(self, now: float) -> ModelKnowledge | None:
+        """What was learned of this model for the next client (``None``: nothing finished)."""
+        durations = self.durations
+        if durations.count == 0:
+            return None
+        return ModelKnowledge(
+            mu=durations.mu(),
+            sigma=durations.spread(),
+            count=float(durations.count + durations.seeded),
+            queue_speed=self.queue.speed(),
+            updated=now,
+        )
 
     def line_up(self, entry: Entry) -> None:
         """Put ``entry`` in the line of jobs believed queued, in submit order."""

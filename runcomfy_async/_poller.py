@@ -12,8 +12,16 @@ What to check and when:
   chance that the job is still running has fallen by ``ratio`` (50th, 75th, 87.5th ...
   percentile of the learned duration distribution for ``ratio=0.5``), capped and jittered.
 * Until a model has a finished job to learn from, only a few of its jobs (the oldest)
-  probe with a geometric backoff; the others wait for the first estimate instead of
-  spending requests on guesses.
+  probe, each on its own sparse geometric ladder (see :mod:`runcomfy_async._schedule`):
+  about the same few requests whether jobs take a second or a minute. Once one has
+  finished the probes follow the estimate; the others wait for enough probes to finish
+  instead of spending requests on guesses. What an earlier client learned (the cache of
+  :mod:`runcomfy_async._learned`) starts the estimate, and a model known well enough skips
+  the probing.
+* With few jobs in flight the idle request budget is spent on latency: a lone job is
+  checked, inside the window where it is likely to end, at most a fixed bound apart (see
+  :func:`runcomfy_async._schedule.lone_next`); as the jobs in flight grow, the schedule
+  converges to the economy above.
 * Behind a server queue, one ``GET /status`` of a queued job gives its ``queue_position``,
   which says how many of our jobs started at their submit. Every later job starts, in
   order, when one of ours finishes, so its start is read off our own finishes as they come
@@ -32,14 +40,14 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
 import anyio.abc
 
 from ._config import PollSettings
-from ._estimate import ServerClock
+from ._estimate import DurationModel, ServerClock
 from ._exceptions import (
     APIError,
     APIStatusError,
@@ -47,16 +55,17 @@ from ._exceptions import (
     JobFailedError,
 )
 from ._jobs import Job
+from ._learned import ModelKnowledge
+from ._planning import Planning
 from ._poll_state import Entry, ModelState, Stage, take_newest
 from ._retry import RetryPolicy, is_retryable_read
+from ._schedule import GENERIC_PRIOR, PRIOR_WEIGHT
 from ._wire import Result, StatusResponse
 
 __all__ = ["NOT_READY", "Poller"]
 
 logger = logging.getLogger("runcomfy_async")
 
-RELEASE_TICK = 0.02
-"""Seconds ahead that waiting jobs are released into the schedule."""
 QUEUE_FRESH = 0.5
 """Seconds a look at the server queue stays fresh enough to time jobs found still queued."""
 
@@ -67,7 +76,7 @@ NOT_READY = 400005
 """The error code some deployments answer (HTTP 400) for a result that is not ready yet."""
 
 
-class Poller:
+class Poller(Planning):
     """Follows every job in flight and resolves its future. Run it with :meth:`run`."""
 
     def __init__(
@@ -78,7 +87,11 @@ class Poller:
         settings: PollSettings,
         retry: RetryPolicy,
         redact: Callable[[Any], Any] = lambda value: value,
+        known: Mapping[str, ModelKnowledge] | None = None,
     ):
+        self._known = dict(known or {})
+        self._generic = DurationModel()
+        self._generic.seed(*GENERIC_PRIOR, PRIOR_WEIGHT)
         self._fetch_result = fetch_result
         self._fetch_status = fetch_status
         self.settings = settings
@@ -160,6 +173,8 @@ class Poller:
         stats = self._models.get(model_id)
         if stats is None:
             stats = self._models[model_id] = ModelState(model_id)
+            known = self._known.get(model_id) if model_id is not None else None
+            stats.start_from(known, self.settings.learn_after)
         return stats
 
     def _schedule(self, entry: Entry, due: float) -> None:
@@ -175,67 +190,6 @@ class Poller:
         s = self.settings
         gap = min(s.max_interval, max(s.min_interval, gap))
         return gap * (1.0 + self._rng.uniform(-s.jitter, s.jitter))
-
-    def _plan(self, entry: Entry, stats: ModelState) -> None:
-        """Schedule the next check of a job believed running (or not yet seen)."""
-        s = self.settings
-        now = time.monotonic()
-        if entry.elapsed == 0 and not entry.probing and not entry.waited:
-            # Never checked: its first check is placed when it comes due, with the estimate
-            # of that moment (see _release), not with today's guess...
-            stats.waiting.append(entry)
-            self._wake.set()
-            if stats.learned:
-                return
-            # ... unless nothing is known yet: then the oldest jobs become probes, one per
-            # eight jobs in flight (at least two, at most `probes`).
-            allowed = min(s.probes, max(2, stats.live // 8))
-            while stats.probing < allowed and stats.waiting:
-                probe = stats.waiting.popleft()
-                if not probe.gone():
-                    probe.probing = True
-                    stats.probing += 1
-                    self._schedule(probe, now + self._jittered(s.first_check))
-            return
-        if not stats.learned:
-            # Probes look often when many jobs will wait for what they learn.
-            growth = 0.25 if stats.probing >= s.probes or stats.waiting else 0.5
-            gap = s.first_check if entry.elapsed == 0 else entry.elapsed * growth
-            self._schedule(entry, now + self._jittered(gap))
-            return
-        target = stats.durations.next_check(entry.elapsed, s.ratio)
-        self._schedule(entry, now + self._jittered(entry.ref + target - now))
-
-    def _maybe_learned(self, stats: ModelState) -> None:
-        """Once enough probes finished, the waiting jobs can be released (see _release)."""
-        if stats.maybe_learned(self.settings.learn_after):
-            self._wake.set()
-
-    def _release(self, now: float) -> float | None:
-        """Schedule the jobs whose first check comes due; return when the next one does.
-
-        Per model, once something is known of it: the never-checked jobs, then the line of
-        those believed queued on the server (see :class:`ModelState`).
-        """
-        upcoming: float | None = None
-        for stats in self._models.values():
-            if not stats.learned or not (stats.waiting or stats.in_queue):
-                continue
-            first = stats.durations.next_check(0.0, self.settings.ratio)
-
-            def place(entry: Entry, first: float = first) -> None:
-                self._schedule(entry, now + self._jittered(entry.ref + first - now))
-
-            def ask(entry: Entry, stats: ModelState = stats) -> None:
-                self._ask_position(stats, entry, now)
-
-            for when in (
-                stats.release_waiting(now, first, RELEASE_TICK, place),
-                stats.release_line(now, first, RELEASE_TICK, place, ask),
-            ):
-                if when is not None:
-                    upcoming = when if upcoming is None else min(upcoming, when)
-        return upcoming
 
     async def _scheduler(self) -> None:
         heap = self._heap
@@ -450,11 +404,14 @@ class Poller:
 
     def _finish(self, entry: Entry, result: Result) -> None:
         stats = self._stats(entry.job.model_id)
+        first = stats.durations.count == 0
         stats.learn(entry, result, self._clock)
         if stats.in_queue:
             self._wake.set()  # a slot freed: the next in line has started
         self._forget(entry)
         self._maybe_learned(stats)
+        if first and stats.durations.count > 0 and not stats.learned:
+            self._replan_probes(stats)
 
     def _forget(self, entry: Entry) -> None:
         if entry.stage is Stage.ENDED:

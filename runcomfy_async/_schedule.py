@@ -8,17 +8,21 @@ duration late. Two regimes need more than that:
   (each rung :data:`LADDER` times the last), every probe on a ladder shifted by a share of
   a rung, so that together the probes sweep the time axis finely while each one spends
   about ``log(duration / first_check) / log(LADDER)`` checks: about the same number of
-  requests whether jobs take one second or a minute (:func:`ladder_next`).
+  requests whether jobs take one second or a minute (:func:`ladder_next`). Once one has
+  finished, the others are checked on the estimate at :data:`PROBE_RATIO`, denser than
+  the bulk's, since every job waiting for the estimate waits on them.
 * **Few jobs in flight: idle budget spent on latency.** A lone job's checks gather where it
   is likely to end, spaced by the classic optimal-inspection rule: with a hazard rate
   ``h(t)`` (the chance a second that a running job ends) and a check worth ``c`` seconds
   of delay, the gap is ``sqrt(2 c / h(t))``; inside the likely window it never exceeds a
   fixed :data:`LONE_BOUND`, so a lone job is answered within about that bound, not a
-  share of its duration. Both ``c`` and the bound grow with the square root of the jobs
-  in flight, so the requests this spends grow only as that root while the bulk schedule's
-  grow with the jobs, and from a few dozen jobs on the bulk schedule is the earlier one:
-  the schedule converges to the economy (:func:`lone_next`). The ``ratio`` knob scales
-  both, so it still moves along the whole trade-off.
+  share of its duration. A check is worth ``c`` times the jobs in flight (each check
+  takes budget from all of them), so gaps grow with the square root of that number, as
+  does the bound, and the requests this spends grow only as that root while the bulk
+  schedule's grow with the jobs: from a handful to a few dozen jobs on (the wider the
+  spread, the later), the bulk schedule is the earlier one and the schedule is the
+  economy (:func:`lone_next`). The ``ratio`` knob scales ``c`` and the bound, so it still
+  moves along the whole trade-off.
 """
 
 from __future__ import annotations
@@ -27,11 +31,22 @@ import math
 
 from ._estimate import DurationModel
 
-__all__ = ["GENERIC_PRIOR", "knob", "ladder_next", "lone_next"]
+__all__ = [
+    "GENERIC_PRIOR",
+    "PRIOR_WEIGHT",
+    "knob",
+    "ladder_next",
+    "lone_next",
+    "probe_shift",
+    "probe_start",
+    "sooner",
+]
 
-LADDER = 4.0
+LADDER = 2.0
 """Growth of a probe's ladder from one rung to the next."""
-LONE_COST = 0.06
+PROBE_RATIO = 0.75
+"""The ratio probes are checked at once a job finished, while other jobs wait on them."""
+LONE_COST = 0.1
 """Seconds of delay a check is worth for a lone job, at the default ratio."""
 COLD_COST = 2.0
 """A check is worth this many times more while only a prior is known (it is a guess)."""
@@ -39,13 +54,36 @@ LONE_BOUND = 1.5
 """The longest gap between two checks of a lone job inside its likely window (seconds)."""
 LONE_MAX = 256
 """Above this many jobs in flight the lone-job rule is not even computed (it never wins)."""
-WINDOW_OPENS = 0.99
+WINDOW_OPENS = 0.97
 """The likely window opens where this share of jobs is still running."""
 DEFAULT_RATIO = 0.52
 """The ratio :data:`LONE_COST` and :data:`LONE_BOUND` are stated for."""
 
 GENERIC_PRIOR = (math.log(10.0), 1.0)
 """Log median and spread assumed for a model nothing is known about (a lone job's guess)."""
+PRIOR_WEIGHT = 1.0
+"""Jobs' worth of weight a prior counts for (see :data:`~runcomfy_async._learned.PRIORS`)."""
+GOLDEN = (5**0.5 - 1) / 2
+STAGGER = 0.5
+"""Rungs between the starts of two successive probes' ladders (see :func:`probe_start`)."""
+
+
+def probe_start(first_check: float, seq: int) -> float:
+    """Probe number ``seq`` starts its ladder :data:`STAGGER` rungs after the one before.
+
+    The first probes look early, the later ones join as time goes by: until a first job
+    ends, about the same few probes are checked per rung whatever the jobs' length, and
+    after that the probes follow the estimate anyway.
+    """
+    return first_check * math.pow(LADDER, STAGGER * max(0, seq - 1))
+
+
+def probe_shift(seq: int) -> float:
+    """Probe number ``seq``'s ladder shift: ``seq * GOLDEN`` mod 1.
+
+    Any number of probes, taken in order, spread evenly over one rung.
+    """
+    return (seq * GOLDEN) % 1.0
 
 
 def knob(ratio: float) -> float:
@@ -54,13 +92,12 @@ def knob(ratio: float) -> float:
     return odds / ((1.0 - DEFAULT_RATIO) / DEFAULT_RATIO)
 
 
-def ladder_next(first_check: float, probe: int, probes: int, elapsed: float) -> float:
-    """The elapsed time of probe number ``probe``'s next check on its sparse ladder.
+def ladder_next(first_check: float, shift: float, elapsed: float) -> float:
+    """The elapsed time of a probe's next check on its sparse ladder.
 
-    Probe ``k`` of ``probes`` checks at ``first_check * LADDER ** (j + k / probes)`` for
-    ``j = 0, 1, 2 ...``: each ladder is shifted by a share of a rung.
+    A probe checks at ``first_check * LADDER ** (j + shift)`` for ``j = 0, 1, 2 ...``;
+    probes with shifts spread over ``[0, 1)`` together sweep every rung finely.
     """
-    shift = (probe % max(1, probes)) / max(1, probes)
     first = first_check * math.pow(LADDER, shift)
     if elapsed < first:
         return first
@@ -78,12 +115,28 @@ def lone_next(
     """
     if in_flight > LONE_MAX:
         return None
-    scale = knob(ratio) * math.sqrt(max(1, in_flight))
-    cost = LONE_COST * scale * (COLD_COST if cold else 1.0)
-    bound = LONE_BOUND * scale
+    jobs = max(1, in_flight)
+    cost = LONE_COST * knob(ratio) * jobs * (COLD_COST if cold else 1.0)
+    bound = LONE_BOUND * knob(ratio) * math.sqrt(jobs)
     opens = model.quantile(WINDOW_OPENS)
-    if elapsed < opens:
-        return opens
-    hazard = model.hazard(elapsed)
-    gap = bound if hazard <= 0 else min(bound, math.sqrt(2.0 * cost / hazard))
-    return elapsed + gap
+    hazard = model.hazard(max(elapsed, opens))
+    gap = math.sqrt(2.0 * cost / hazard) if hazard > 0 else math.inf
+    if elapsed >= opens:
+        return elapsed + min(bound, gap)
+    # Before the window: its opening, unless checks are worth too little even there (many
+    # jobs in flight), in which case later than the bulk schedule would anyway.
+    return max(opens, elapsed + gap)
+
+
+def sooner(
+    target: float,
+    model: DurationModel,
+    elapsed: float,
+    *,
+    in_flight: int,
+    ratio: float,
+    cold: bool,
+) -> float:
+    """``target`` (an elapsed time), or the lone-job check if that is earlier."""
+    lone = lone_next(model, elapsed, in_flight=in_flight, ratio=ratio, cold=cold)
+    return target if lone is None else min(target, lone)

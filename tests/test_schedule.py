@@ -1,0 +1,140 @@
+"""The schedule beside the bulk economy: scale-free probes, lone jobs, knowledge carried over."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+from runcomfy_async import AsyncClient
+from runcomfy_async._estimate import DurationModel
+from runcomfy_async._learned import LearnedCache, ModelKnowledge
+from runcomfy_async._schedule import (
+    LADDER,
+    LONE_BOUND,
+    WINDOW_OPENS,
+    ladder_next,
+    lone_next,
+    probe_shift,
+)
+from runcomfy_async.testing import FakeRunComfy
+
+from .conftest import FAST_RETRY, TOKEN
+
+pytestmark = pytest.mark.anyio
+
+T2I = "google/nano-banana-2/text-to-image"
+
+
+def model(median: float, sigma: float) -> DurationModel:
+    durations = DurationModel()
+    durations.seed(math.log(median), sigma, 20)
+    return durations
+
+
+def lone_schedule(durations: DurationModel, until: float, in_flight: int = 1) -> list[float]:
+    checks, elapsed = [], 0.0
+    while elapsed < until:
+        nxt = lone_next(durations, elapsed, in_flight=in_flight, ratio=0.52, cold=False)
+        assert nxt is not None and nxt > elapsed
+        checks.append(nxt)
+        elapsed = nxt
+    return checks
+
+
+@pytest.mark.parametrize("median", [1.0, 15.0, 60.0, 600.0])
+def test_lone_job_gaps_are_bounded_in_absolute_time(median: float) -> None:
+    """Inside its likely window a lone job is checked at most LONE_BOUND seconds apart."""
+    durations = model(median, 0.3)
+    checks = lone_schedule(durations, durations.quantile(0.001))
+    inside = [c for c in checks if c >= durations.quantile(WINDOW_OPENS)]
+    gaps = [b - a for a, b in itertools.pairwise(inside)]
+    assert gaps and max(gaps) <= LONE_BOUND + 1e-9
+
+
+def test_lone_rule_gives_way_to_the_economy_as_jobs_grow() -> None:
+    """With many jobs in flight the lone-job rule checks less often than the bulk one."""
+    durations = model(15.0, 0.2)
+    economy = durations.next_check(15.0, 0.52)
+    lone_one = lone_next(durations, 15.0, in_flight=1, ratio=0.52, cold=False)
+    lone_many = lone_next(durations, 15.0, in_flight=200, ratio=0.52, cold=False)
+    assert lone_one is not None and lone_one < economy
+    assert lone_many is not None and lone_many > economy
+    assert lone_next(durations, 15.0, in_flight=100_000, ratio=0.52, cold=False) is None
+
+
+def test_ratio_still_moves_the_lone_trade_off() -> None:
+    """A higher ratio checks a lone job more often; a lower one less."""
+    durations = model(15.0, 0.2)
+    gaps = {}
+    for ratio in (0.3, 0.52, 0.8):
+        nxt = lone_next(durations, 14.0, in_flight=1, ratio=ratio, cold=False)
+        assert nxt is not None
+        gaps[ratio] = nxt - 14.0
+    assert gaps[0.8] < gaps[0.52] < gaps[0.3]
+
+
+@pytest.mark.parametrize("duration", [1.0, 60.0])
+def test_probe_ladder_costs_about_the_same_at_any_scale(duration: float) -> None:
+    """A probe reaches a 1 s or a 60 s job in a handful of checks (log of the ratio)."""
+    for seq in range(1, 25):
+        elapsed, checks = 0.0, 0
+        while elapsed < duration:
+            elapsed = ladder_next(0.25, probe_shift(seq), elapsed * 1.1)
+            checks += 1
+        assert checks <= math.log(duration / 0.25) / math.log(LADDER) + 2
+
+
+def test_probe_shifts_spread_over_a_rung() -> None:
+    """However many probes, their shifts cover a rung evenly (no two close together)."""
+    shifts = sorted(probe_shift(k) for k in range(1, 9))
+    gaps = [b - a for a, b in itertools.pairwise(shifts)]
+    assert min(gaps) > 0.05
+
+
+async def test_durations_are_read_by_the_next_client(tmp_path: Path) -> None:
+    """A client saves what it learned of a model; the next one starts with it, no probing."""
+    async with FakeRunComfy(token=TOKEN, duration_mean=0.3, duration_sigma=0.2, seed=2) as fake:
+        async with AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY, cache=tmp_path) as first:
+            jobs = [await first.submit(T2I, {"prompt": f"p{i}"}) for i in range(20)]
+            await asyncio.gather(*jobs)
+        known = LearnedCache(tmp_path).load(fake.base_url).models[T2I]
+        assert math.exp(known.mu) == pytest.approx(0.3, rel=0.3)
+        async with AsyncClient(TOKEN, fake.base_url, cache=tmp_path) as second:
+            poller = second._poller
+            assert poller is not None
+            stats = poller._stats(T2I)
+            assert stats.learned and stats.durations.seeded > 0
+
+
+async def test_corrupt_cache_does_not_stop_a_client(tmp_path: Path) -> None:
+    """A garbage cache file is ignored: the client runs cold and rewrites the file."""
+    (tmp_path / "learned.json").write_bytes(b"\x00garbage{")
+    async with (
+        FakeRunComfy(token=TOKEN, duration_mean=0.05) as fake,
+        AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY, cache=tmp_path) as client,
+    ):
+        await client.run(T2I, {"prompt": "x"})
+    assert T2I in LearnedCache(tmp_path).load(fake.base_url).models
+
+
+async def test_lone_job_answered_within_the_bound(tmp_path: Path) -> None:
+    """A lone job of a known model is answered within the fixed bound of its end."""
+    base = None
+    async with FakeRunComfy(token=TOKEN, duration_mean=3.0, duration_sigma=0.0, seed=4) as fake:
+        base = fake.base_url
+        known = ModelKnowledge(mu=math.log(3.0), sigma=0.2, count=20, updated=time.time())
+        LearnedCache(tmp_path).save(base, {T2I: known})
+        async with AsyncClient(TOKEN, base, retry=FAST_RETRY, cache=tmp_path) as client:
+            job = await client.submit(T2I, {"prompt": "lone"})
+            result = await job
+            delay = time.time() - result.finished_at.timestamp() if result.finished_at else 99.0
+            checks = client.requests["result"] + client.requests["status"]
+    # The bound plus generous room for a loaded machine; the bulk schedule alone would
+    # check a lone job far less often, but this is about the bound holding end to end.
+    assert delay <= LONE_BOUND + 1.0
+    assert checks <= 15
