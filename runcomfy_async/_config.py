@@ -49,7 +49,8 @@ class PollSettings:
             checks per job); higher means faster answers for more requests.
         min_interval: the shortest gap between two checks of one job.
         max_interval: the longest gap between two checks of one job.
-        first_check: the first probe of a model nothing is known about.
+        first_check: the first rung of the probes' ladders, for a model nothing is known
+            about (each rung doubles; see :mod:`runcomfy_async._schedule`).
         probes: how many jobs per unknown model probe before the first estimate.
         learn_after: finished probes needed before the other jobs get a schedule.
         jitter: relative jitter of every gap (``0.1`` = +-10 %).
@@ -62,7 +63,7 @@ class PollSettings:
     max_interval: float = 30.0
     first_check: float = 0.25
     probes: int = 16
-    learn_after: int = 8
+    learn_after: int = 6
     jitter: float = 0.05
     workers: int = 16
     error_limit: int = 30

@@ -62,6 +62,8 @@ def _inv_sf(p: float) -> float:
 
 DRIFT_Z = 3.0
 """A finished job this many spreads from knowledge held from before drops that knowledge."""
+PRIOR_UNTIL = 4
+"""Finished jobs after which a prior (a guess for the seed models) is dropped."""
 
 
 @dataclass
@@ -88,6 +90,7 @@ class DurationModel:
     _seen: int = 0
     _seed: tuple[float, float, float] | None = None  # (mu, sigma, weight) known beforehand
     _raw_sigma: float = 0.0
+    _prior: bool = False
     _rng: random.Random = field(default_factory=lambda: random.Random(0x5EED))
     _mu: float = 0.0
     _sigma: float = 1.0
@@ -109,14 +112,16 @@ class DurationModel:
         """How many jobs' worth of knowledge from before the estimate holds (0: none)."""
         return self._seed[2] if self._seed is not None else 0.0
 
-    def seed(self, mu: float, sigma: float, weight: float) -> None:
+    def seed(self, mu: float, sigma: float, weight: float, *, prior: bool = False) -> None:
         """Start from knowledge from before: a log-normal (``mu``, ``sigma``) worth ``weight`` jobs.
 
         It counts as ``weight`` finished jobs with that spread, and its spread replaces the
         wide prior. A finished job far outside it (beyond :data:`DRIFT_Z` spreads) drops it:
-        the model's jobs no longer take what they took.
+        the model's jobs no longer take what they took. A ``prior`` (a guess, not
+        knowledge) is also dropped once :data:`PRIOR_UNTIL` jobs have finished.
         """
         self._seed = (mu, max(sigma, 0.03), max(weight, 0.0))
+        self._prior = prior
         self._dirty = True
         self._fitted = -1.0
 
@@ -136,10 +141,11 @@ class DurationModel:
             self.running.pop(key, None)
         if not seconds > 0 or math.isinf(seconds):
             return
-        if self._seed is not None and abs(math.log(seconds) - self._seed[0]) > (
-            DRIFT_Z * self._seed[1]
+        if self._seed is not None and (
+            abs(math.log(seconds) - self._seed[0]) > DRIFT_Z * self._seed[1]
+            or (self._prior and len(self.events) + 1 >= PRIOR_UNTIL)
         ):
-            self._seed = None  # what was known before no longer holds
+            self._seed = None  # what was known (or guessed) before no longer holds
             self._fitted = -1.0  # refit at once: the last fit rests on it
         self._seen += 1
         if not self.events:

@@ -130,7 +130,7 @@ class ModelState:
             self.learned = known.count >= learn_after
         elif self.model_id in PRIORS:
             median, sigma = PRIORS[self.model_id]
-            self.durations.seed(math.log(median), sigma, PRIOR_WEIGHT)
+            self.durations.seed(math.log(median), sigma, PRIOR_WEIGHT, prior=True)
 
     def knowledge(self, now: float) -> ModelKnowledge | None:
         """What was learned of this model for the next client (``None``: nothing finished)."""

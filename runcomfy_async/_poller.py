@@ -91,7 +91,7 @@ class Poller(Planning):
     ):
         self._known = dict(known or {})
         self._generic = DurationModel()
-        self._generic.seed(*GENERIC_PRIOR, PRIOR_WEIGHT)
+        self._generic.seed(*GENERIC_PRIOR, PRIOR_WEIGHT, prior=True)
         self._fetch_result = fetch_result
         self._fetch_status = fetch_status
         self.settings = settings
