@@ -46,7 +46,7 @@ LADDER = 2.0
 """Growth of a probe's ladder from one rung to the next."""
 PROBE_RATIO = 0.75
 """The ratio probes are checked at once a job finished, while other jobs wait on them."""
-LONE_COST = 0.1
+LONE_COST = 0.07
 """Seconds of delay a check is worth for a lone job, at the default ratio."""
 COLD_COST = 2.0
 """A check is worth this many times more while only a prior is known (it is a guess)."""
