@@ -49,7 +49,7 @@ from ._states import BatchStatus
 from .models import ModelInput, to_payload
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from ._base_client import BaseClient
 
 __all__ = ["BatchItem", "BatchResult", "BatchRunner"]
 
@@ -116,7 +116,7 @@ class BatchRunner(Finisher):
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: BaseClient,
         model: str | None,
         inputs: Iterable[Any] | AsyncIterable[Any],
         *,

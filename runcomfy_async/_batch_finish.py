@@ -38,7 +38,7 @@ from ._journal import Done, Journal, Record
 from ._states import BatchStatus
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from ._base_client import BaseClient
     from ._jobs import Job
 
 __all__ = ["Finisher", "HaltReason", "Item", "is_account_error"]
@@ -104,7 +104,7 @@ class Finisher:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: BaseClient,
         *,
         redact: Callable[[str], str],
         tolerance: float,

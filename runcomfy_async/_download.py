@@ -49,7 +49,7 @@ from ._download_policy import (
     safe_stem,
 )
 from ._exceptions import ConfigError
-from ._retry import RetryPolicy, parse_retry_after
+from ._retry import RetryPolicy, parse_retry_after, retrying
 from ._version import __version__
 
 __all__ = [
@@ -258,30 +258,39 @@ class Downloader:
             raise ConfigError(f"position must be >= 0, got {position}")
         self._refuse_early(url)
         base = safe_stem(stem)
-        policy = self._retry
-        attempt = 0
-        while True:
+        attempts = 0
+
+        async def once() -> DownloadedFile:
+            nonlocal attempts
+            attempts += 1
             try:
-                async with self._slots:
-                    saved = await self._attempt(session, url, base, position, single)
+                async with self._slots:  # held per attempt, given back while waiting to retry
+                    return await self._attempt(session, url, base, position, single)
             except DownloadError as exc:
-                attempt += 1
-                exc.attempts = attempt
-                if not exc.retryable or attempt >= policy.max_attempts:
-                    self.failures += 1
-                    logger.debug("%s", exc)
-                    raise
-                delay = policy.backoff(attempt - 1)
-                if exc.retry_after is not None:
-                    delay = min(exc.retry_after, policy.max_retry_after)
-                self.retries += 1
-                logger.debug("%s; retry %d in %.2f s", exc, attempt, delay)
-                await anyio.sleep(delay)
-                continue
-            self.files += 1
-            self.bytes_downloaded += saved.bytes
-            logger.debug("saved %s (%d bytes) from %s", saved.path, saved.bytes, _display_url(url))
-            return saved
+                exc.attempts = attempts
+                raise
+
+        def on_retry(exc: Exception, attempt: int, delay: float) -> None:
+            self.retries += 1
+            logger.debug("%s; retry %d in %.2f s", exc, attempt, delay)
+
+        try:
+            saved = await retrying(
+                once,
+                policy=self._retry,
+                attempts=self._retry.max_attempts,
+                retryable=_is_retryable,
+                errors=DownloadError,
+                on_retry=on_retry,
+            )
+        except DownloadError as exc:
+            self.failures += 1
+            logger.debug("%s", exc)
+            raise
+        self.files += 1
+        self.bytes_downloaded += saved.bytes
+        logger.debug("saved %s (%d bytes) from %s", saved.path, saved.bytes, _display_url(url))
+        return saved
 
     async def fetch_all(self, urls: Sequence[str], *, stem: str) -> list[DownloadedFile]:
         """Download a job's outputs concurrently, as ``{stem}-0{ext}``, ``{stem}-1{ext}``...
@@ -513,6 +522,10 @@ def _fsync_folder(folder: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _is_retryable(exc: Exception) -> bool:
+    return isinstance(exc, DownloadError) and exc.retryable
 
 
 def _status_error(url: str, resp: aiohttp.ClientResponse) -> DownloadError:

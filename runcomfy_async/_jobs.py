@@ -6,22 +6,39 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
 from ._exceptions import JobTimeoutError, RunComfyError
 from ._wire import CancelResponse, Phase, Result, StatusResponse
 
-if TYPE_CHECKING:
-    from ._client import AsyncClient
-
-__all__ = ["Job", "JobUpdate"]
+__all__ = ["Job", "JobRequests", "JobUpdate", "cancel_queued"]
 
 logger = logging.getLogger("runcomfy_async")
 
 CANCEL_GRACE = 5.0
 """Seconds a best-effort remote cancel may take when a wait is abandoned."""
+CANCEL_ALL_GRACE = 10.0
+"""Seconds the remote cancels of every queued job may take when a client leaves on an error."""
+CANCEL_CONCURRENCY = 16
+"""Remote cancels sent at once when a client leaves on an error."""
+
+
+class JobRequests(Protocol):
+    """What a job asks of its client: one request about a job, by its id."""
+
+    async def status(self, request_id: str) -> StatusResponse:
+        """The job's current status."""
+        ...
+
+    async def result(self, request_id: str) -> Result:
+        """The job's result now, or its current state while pending."""
+        ...
+
+    async def cancel(self, request_id: str) -> CancelResponse:
+        """Ask the server to cancel the job."""
+        ...
 
 
 class JobUpdate:
@@ -83,7 +100,7 @@ class Job:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: JobRequests,
         request_id: str,
         model_id: str | None,
         future: asyncio.Future[Result],
@@ -110,12 +127,12 @@ class Job:
         return self._future.done()
 
     def future(self) -> asyncio.Future[Result]:
-        """The future the poller resolves.
+        """A future that resolves with the job's outcome, e.g. for ``add_done_callback``.
 
-        Awaiting it directly is not cancel-safe (a cancelled waiter cancels it for everyone):
-        prefer awaiting the job, which shields it.
+        Cancel-safe: each call returns a shield of the job's own future, so cancelling it
+        (or a task awaiting it) leaves the job followed for every other waiter.
         """
-        return self._future
+        return asyncio.shield(self._future)
 
     async def wait(
         self, timeout: float | None = None, *, cancel_on_timeout: bool = False
@@ -246,3 +263,24 @@ class Job:
         if not self._future.done():
             self._future.set_exception(exc)
             self._future.exception()
+
+
+async def cancel_queued(jobs: list[Job]) -> None:
+    """Best-effort remote cancel of the jobs that may still be queued, bounded in time.
+
+    Shielded from cancellation: it runs while a client leaves on an error.
+    """
+    targets = [j for j in jobs if not j.done() and j.phase in (None, "queued")]
+    if not targets:
+        return
+    logger.info("leaving on an error: cancelling %d queued job(s) remotely", len(targets))
+    limiter = anyio.CapacityLimiter(CANCEL_CONCURRENCY)
+
+    async def one(job: Job) -> None:
+        async with limiter:
+            await job.cancel_quietly()
+
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_ALL_GRACE):
+        async with anyio.create_task_group() as tg:
+            for job in targets:
+                tg.start_soon(one, job)

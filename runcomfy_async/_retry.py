@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+import anyio
 
 from ._exceptions import (
     APIError,
@@ -25,7 +29,9 @@ from ._exceptions import (
     TransportError,
 )
 
-__all__ = ["RetryPolicy", "parse_retry_after"]
+__all__ = ["RetryPolicy", "parse_retry_after", "retrying"]
+
+T = TypeVar("T")
 
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -67,9 +73,14 @@ class RetryPolicy:
         return (rng or random).uniform(0.0, ceiling)
 
     def delay_for(self, exc: BaseException, attempt: int) -> float:
-        """The wait before retrying after ``exc``: ``Retry-After`` when given, else backoff."""
-        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-            return min(exc.retry_after, self.max_retry_after)
+        """The wait before retrying after ``exc``: ``Retry-After`` when given, else backoff.
+
+        A server's ``Retry-After`` (an error's ``retry_after``: a 429 from the API, a 429 or
+        503 from an output host) is capped to :attr:`max_retry_after`.
+        """
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, (int, float)):
+            return min(float(retry_after), self.max_retry_after)
         return self.backoff(attempt)
 
 
@@ -132,3 +143,45 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if seconds != seconds or seconds in (float("inf"), float("-inf")):
         return None
     return max(0.0, seconds)
+
+
+def _never(exc: Exception) -> bool:
+    return False
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    attempts: int,
+    retryable: Callable[[Exception], bool],
+    errors: type[Exception] | tuple[type[Exception], ...],
+    paused: Callable[[Exception], bool] = _never,
+    on_retry: Callable[[Exception, int, float], None] | None = None,
+) -> T:
+    """Await ``call()`` until it returns; the one retry loop of submits, reads and downloads.
+
+    After failure number ``n`` (one of ``errors``) that ``retryable`` allows, and while fewer
+    than ``attempts`` were made, it waits :meth:`RetryPolicy.delay_for` (``Retry-After``
+    capped, else full-jitter backoff) and calls again; ``on_retry(exc, n, delay)`` is told
+    first. Errors for which ``paused`` is true (a 429 the client's request budget has
+    already paused for) are retried at once and counted apart, up to
+    ``policy.rate_limited_attempts``. Anything else is raised as it is.
+    """
+    attempt = limited = 0
+    while True:
+        try:
+            return await call()
+        except errors as exc:
+            if paused(exc):
+                limited += 1
+                if limited >= policy.rate_limited_attempts:
+                    raise
+                continue
+            attempt += 1
+            if attempt >= attempts or not retryable(exc):
+                raise
+            delay = policy.delay_for(exc, attempt - 1)
+            if on_retry is not None:
+                on_retry(exc, attempt, delay)
+            await anyio.sleep(delay)
