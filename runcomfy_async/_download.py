@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
@@ -49,6 +48,7 @@ from ._download_policy import (
     safe_stem,
 )
 from ._exceptions import ConfigError
+from ._http import AiohttpErrors, NetFailure
 from ._retry import RetryPolicy, parse_retry_after, retrying
 from ._version import __version__
 
@@ -352,7 +352,7 @@ class Downloader:
         """One try: follow checked redirects, then stream the answer to disk."""
         current = url
         redirects = 0
-        try:
+        with AiohttpErrors(lambda failure: _transport_error(failure, url)):
             while True:
                 self.requests_sent += 1
                 async with session.get(current, allow_redirects=False) as resp:
@@ -370,26 +370,6 @@ class Downloader:
                     if not 200 <= resp.status < 300:
                         raise _status_error(url, resp)
                     return await self._save(url, current, resp, base, position, single)
-        except DownloadError:
-            raise
-        except aiohttp.InvalidURL as exc:
-            raise DownloadError(f"invalid URL: {exc}", url=url) from exc
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise DownloadTimeoutError(
-                "timed out opening a connection", url=url, retryable=True
-            ) from exc
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
-            raise DownloadTimeoutError(
-                "timed out waiting for data", url=url, retryable=True
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise DownloadError(
-                f"could not connect: {exc.os_error or exc}", url=url, retryable=True
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise DownloadError(
-                f"connection broken: {type(exc).__name__}: {exc}", url=url, retryable=True
-            ) from exc
 
     async def _save(
         self,
@@ -522,6 +502,14 @@ def _fsync_folder(folder: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _transport_error(failure: NetFailure, url: str) -> DownloadError:
+    """A failure below HTTP as a download error: retryable, except an unusable URL."""
+    if failure.kind == "invalid_url":
+        return DownloadError(failure.message, url=url)
+    cls = DownloadTimeoutError if failure.timeout else DownloadError
+    return cls(failure.message, url=url, retryable=True)
 
 
 def _is_retryable(exc: Exception) -> bool:

@@ -3,6 +3,10 @@
 This module and the downloader are the only places that touch aiohttp's client. The API
 session carries the token in its default headers, talks to the API origin only, and never
 follows redirects (a redirect to another origin must not receive the token).
+
+:class:`AiohttpErrors` is the one place where aiohttp's exceptions become ours, for the API
+and for downloads alike. It keeps a summary in words and drops aiohttp's exception: that
+one can hold the request, headers and token included, so it is never chained or kept.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import msgspec
@@ -23,6 +28,7 @@ from ._exceptions import (
     RateLimitError,
     RequestTimeoutError,
     ResponseValidationError,
+    RunComfyError,
     ServerError,
     TransportError,
 )
@@ -30,11 +36,98 @@ from ._retry import parse_retry_after
 from ._version import __version__
 from ._wire import ERROR_DECODER, ErrorBody, error_envelope
 
-__all__ = ["ApiTransport", "Reply"]
+__all__ = ["AiohttpErrors", "ApiTransport", "NetFailure", "Reply"]
 
 T = TypeVar("T")
 
 _TITLE = re.compile(rb"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+FailureKind = Literal["invalid_url", "connect_timeout", "read_timeout", "connect", "broken"]
+"""What kind of failure below HTTP: the URL could not be used, opening a connection timed out
+or failed (then nothing was sent), the answer did not come in time, or the connection broke."""
+
+
+@dataclass(frozen=True)
+class NetFailure:
+    """A failure below HTTP, in words safe to keep (no request, no headers, token redacted)."""
+
+    kind: FailureKind
+    message: str
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection was open: ``False`` proves the request was never sent."""
+        return self.kind not in ("invalid_url", "connect_timeout", "connect")
+
+    @property
+    def timeout(self) -> bool:
+        """Whether it was a timeout."""
+        return self.kind in ("connect_timeout", "read_timeout")
+
+
+def summarize(exc: BaseException, redact: Callable[[str], str]) -> NetFailure | None:
+    """What an aiohttp (or socket) exception says, or ``None`` for anything else."""
+    if isinstance(exc, RunComfyError):
+        return None  # already ours (some are TimeoutErrors, hence OSErrors)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return NetFailure("invalid_url", f"invalid URL: {redact(str(exc))}")
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return NetFailure("connect_timeout", "timed out opening a connection")
+    if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
+        return NetFailure("read_timeout", "timed out waiting for the answer")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return NetFailure("connect", f"could not connect: {redact(str(exc.os_error or exc))}")
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        reason = redact(str(exc)) or type(exc).__name__
+        return NetFailure("broken", f"connection broken: {type(exc).__name__}: {reason}")
+    return None
+
+
+class AiohttpErrors:
+    """Context manager: aiohttp's exceptions inside it leave as ``build(summary)``.
+
+    The exception raised has neither ``__cause__`` nor ``__context__``: aiohttp's own can
+    hold the request it was sending, and with it the ``Authorization`` header (a server
+    that answers malformed HTTP is enough). Our own errors and anything that is not
+    aiohttp's or the socket's pass through unchanged.
+
+    Args:
+        build: makes the library's error from the summary.
+        redact: removes the token from text taken from the exception.
+    """
+
+    def __init__(
+        self, build: Callable[[NetFailure], Exception], redact: Callable[[str], str] = str
+    ) -> None:
+        self._build = build
+        self._redact = redact
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        failure = None if exc is None else summarize(exc, self._redact)
+        if failure is None:
+            return
+        error = self._build(failure)
+        del exc, tb  # nor kept by this frame, which the new traceback holds
+        try:
+            raise error
+        finally:
+            # Python sets __context__ to the exception being handled as it raises: undo it.
+            error.__cause__ = error.__context__ = None
+            error.__suppress_context__ = True
+
+
+def _transport_error(failure: NetFailure, method: str, url: str) -> TransportError:
+    cls = RequestTimeoutError if failure.timeout else TransportError
+    return cls(failure.message, method=method, url=url, connected=failure.connected)
 
 
 @dataclass(frozen=True)
@@ -134,7 +227,7 @@ class ApiTransport:
         if session is None:
             raise RuntimeError("the client is not open; use 'async with AsyncClient()'")
         headers = {"Content-Type": "application/json"} if body is not None else None
-        try:
+        with AiohttpErrors(lambda failure: _transport_error(failure, method, url), self.redact):
             async with session.request(
                 method, url, data=body, headers=headers, allow_redirects=False
             ) as resp:
@@ -145,26 +238,6 @@ class ApiTransport:
                     retry_after=parse_retry_after(resp.headers.get("Retry-After")),
                     content_type=resp.headers.get("Content-Type", ""),
                 )
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise RequestTimeoutError(
-                "timed out opening a connection", method=method, url=url, connected=False
-            ) from exc
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
-            raise RequestTimeoutError(
-                "timed out waiting for the answer", method=method, url=url
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise TransportError(
-                f"could not connect: {self.redact(str(exc.os_error or exc))}",
-                method=method,
-                url=url,
-                connected=False,
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            reason = self.redact(str(exc)) or type(exc).__name__
-            raise TransportError(
-                f"connection broken: {type(exc).__name__}: {reason}", method=method, url=url
-            ) from exc
 
     async def _read_capped(self, resp: aiohttp.ClientResponse, method: str, url: str) -> bytes:
         length = resp.content_length

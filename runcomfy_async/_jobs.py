@@ -132,7 +132,10 @@ class Job:
         Cancel-safe: each call returns a shield of the job's own future, so cancelling it
         (or a task awaiting it) leaves the job followed for every other waiter.
         """
-        return asyncio.shield(self._future)
+        outer = asyncio.shield(self._future)
+        if outer is not self._future:
+            outer.add_done_callback(_seen)  # like the job's own: a failure is not "unretrieved"
+        return outer
 
     async def wait(
         self, timeout: float | None = None, *, cancel_on_timeout: bool = False
@@ -263,6 +266,11 @@ class Job:
         if not self._future.done():
             self._future.set_exception(exc)
             self._future.exception()
+
+
+def _seen(future: asyncio.Future[Result]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def cancel_queued(jobs: list[Job]) -> None:
