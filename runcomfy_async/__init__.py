@@ -10,7 +10,7 @@ Example:
 
 from ._batch import BatchResult, BatchRunner
 from ._client import AsyncClient
-from ._config import PollSettings
+from ._config import PollSettings, RetryPolicy
 from ._download import DownloadedFile, DownloadError
 from ._exceptions import (
     APIError,
@@ -33,7 +33,6 @@ from ._exceptions import (
     TransportError,
 )
 from ._jobs import Job, JobUpdate
-from ._retry import RetryPolicy
 from ._sync import SyncClient, SyncJob
 from ._version import __version__
 from ._wire import CancelResponse, Output, Result, StatusResponse, SubmitResponse

@@ -17,7 +17,14 @@ import anyio.abc
 import msgspec
 
 from ._budget import Kind, RequestBudget
-from ._config import PollSettings, check_model_id, check_request_id, resolve_base_url, resolve_token
+from ._config import (
+    PollSettings,
+    RetryPolicy,
+    check_model_id,
+    check_request_id,
+    resolve_base_url,
+    resolve_token,
+)
 from ._exceptions import (
     APIError,
     APIStatusError,
@@ -34,7 +41,6 @@ from ._learned import resolve_cache
 from ._pacer import SubmitPacer
 from ._poller import NOT_READY, Poller
 from ._retry import (
-    RetryPolicy,
     is_retryable_read,
     is_retryable_submit,
     may_have_reached_server,

@@ -1,15 +1,17 @@
 """Configuration: the option objects, and the checks that run before any request.
 
 The option objects are frozen dataclasses that check themselves when built and raise
-:class:`~runcomfy_async.ConfigError` for a value out of range: :class:`PollSettings` (the
-adaptive poller's knobs). The checks resolve the token and the base URL and refuse model and
-request ids that would change a request's path.
+:class:`~runcomfy_async.ConfigError`, naming the option, for a value out of range:
+:class:`PollSettings` (the adaptive poller's knobs) and :class:`RetryPolicy` (what is
+retried and how long to wait). The checks resolve the token and the base URL and refuse
+model and request ids that would change a request's path.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import random
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -20,6 +22,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "TOKEN_ENV_VARS",
     "PollSettings",
+    "RetryPolicy",
     "check_model_id",
     "check_request_id",
     "is_loopback",
@@ -69,12 +72,68 @@ class PollSettings:
     error_limit: int = 30
 
     def __post_init__(self) -> None:
-        if not 0 < self.ratio < 1:
-            raise ConfigError("ratio must be in (0, 1)")
-        if not 0 < self.min_interval <= self.max_interval:
-            raise ConfigError("need 0 < min_interval <= max_interval")
-        if min(self.workers, self.probes, self.error_limit, self.learn_after) < 1:
-            raise ConfigError("workers, probes, learn_after and error_limit must be >= 1")
+        _check(self, "ratio", 0 < self.ratio < 1, "must be in (0, 1)")
+        _check(self, "min_interval", self.min_interval > 0, "must be > 0")
+        _check(self, "max_interval", self.max_interval >= self.min_interval, ">= min_interval")
+        _check(self, "first_check", self.first_check > 0, "must be > 0")
+        _check(self, "jitter", 0 <= self.jitter < 1, "must be in [0, 1)")
+        for name in ("workers", "probes", "learn_after", "error_limit"):
+            _check(self, name, getattr(self, name) >= 1, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How calls are retried.
+
+    Attributes:
+        max_attempts: attempts per read call, the first included (``1`` disables retries).
+        backoff_base: seconds; the ceiling of the n-th wait is ``backoff_base * 2**n``.
+        backoff_max: seconds; the largest wait between two attempts.
+        max_retry_after: seconds; a server's ``Retry-After`` above this is capped to it.
+        submit_attempts: attempts for a submit when it provably did not reach the server.
+        rate_limited_attempts: 429 answers one call accepts before giving up. They are
+            counted apart: each one pauses the whole client for its Retry-After first.
+    """
+
+    max_attempts: int = 6
+    backoff_base: float = 0.25
+    backoff_max: float = 10.0
+    max_retry_after: float = 120.0
+    submit_attempts: int = 4
+    rate_limited_attempts: int = 30
+
+    def __post_init__(self) -> None:
+        for name in ("max_attempts", "submit_attempts", "rate_limited_attempts"):
+            _check(self, name, getattr(self, name) >= 1, "must be >= 1")
+        for name in ("backoff_base", "backoff_max", "max_retry_after"):
+            _check(self, name, getattr(self, name) >= 0, "must be >= 0")
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based): full jitter.
+
+        Full jitter draws uniformly from ``[0, min(backoff_max, backoff_base * 2**attempt)]``
+        so that many clients failing together do not retry together.
+        """
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** min(attempt, 30)))
+        return (rng or random).uniform(0.0, ceiling)
+
+    def delay_for(self, exc: BaseException, attempt: int) -> float:
+        """The wait before retrying after ``exc``: ``Retry-After`` when given, else backoff.
+
+        A server's ``Retry-After`` (an error's ``retry_after``: a 429 from the API, a 429 or
+        503 from an output host) is capped to :attr:`max_retry_after`.
+        """
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, (int, float)):
+            return min(float(retry_after), self.max_retry_after)
+        return self.backoff(attempt)
+
+
+def _check(options: object, name: str, ok: bool, rule: str) -> None:
+    """Raise :class:`ConfigError` naming ``name`` and its value unless ``ok``."""
+    if not ok:
+        value = getattr(options, name)
+        raise ConfigError(f"{type(options).__name__}.{name} {rule}, got {value!r}")
 
 
 def resolve_token(api_token: str | None) -> str:

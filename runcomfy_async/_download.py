@@ -33,6 +33,7 @@ import anyio
 import anyio.to_thread
 import msgspec
 
+from ._config import RetryPolicy
 from ._download_policy import (
     ALLOWED_EXTENSIONS,
     MAX_REDIRECTS,
@@ -49,7 +50,7 @@ from ._download_policy import (
 )
 from ._exceptions import ConfigError
 from ._http import AiohttpErrors, NetFailure
-from ._retry import RetryPolicy, parse_retry_after, retrying
+from ._retry import parse_retry_after, retrying
 from ._version import __version__
 
 __all__ = [

@@ -46,7 +46,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ._config import PollSettings
+from ._config import PollSettings, RetryPolicy
 from ._estimate import DurationModel, ServerClock
 from ._exceptions import (
     APIError,
@@ -58,7 +58,7 @@ from ._jobs import Job
 from ._learned import ModelKnowledge
 from ._planning import Planning
 from ._poll_state import Entry, ModelState, Stage, take_newest
-from ._retry import RetryPolicy, is_retryable_read
+from ._retry import is_retryable_read
 from ._schedule import GENERIC_PRIOR, PRIOR_WEIGHT
 from ._wire import Result, StatusResponse
 

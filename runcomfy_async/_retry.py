@@ -12,15 +12,14 @@ Two rules carry the weight:
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import anyio
 
+from ._config import RetryPolicy
 from ._exceptions import (
     APIError,
     APIStatusError,
@@ -29,59 +28,11 @@ from ._exceptions import (
     TransportError,
 )
 
-__all__ = ["RetryPolicy", "parse_retry_after", "retrying"]
+__all__ = ["is_retryable_read", "is_retryable_submit", "parse_retry_after", "retrying"]
 
 T = TypeVar("T")
 
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How calls are retried.
-
-    Attributes:
-        max_attempts: attempts per read call, the first included (``1`` disables retries).
-        backoff_base: seconds; the ceiling of the n-th wait is ``backoff_base * 2**n``.
-        backoff_max: seconds; the largest wait between two attempts.
-        max_retry_after: seconds; a server's ``Retry-After`` above this is capped to it.
-        submit_attempts: attempts for a submit when it provably did not reach the server.
-        rate_limited_attempts: 429 answers one call accepts before giving up. They are
-            counted apart: each one pauses the whole client for its Retry-After first.
-    """
-
-    max_attempts: int = 6
-    backoff_base: float = 0.25
-    backoff_max: float = 10.0
-    max_retry_after: float = 120.0
-    submit_attempts: int = 4
-    rate_limited_attempts: int = 30
-
-    def __post_init__(self) -> None:
-        if min(self.max_attempts, self.submit_attempts, self.rate_limited_attempts) < 1:
-            raise ValueError("attempt counts must be at least 1")
-        if self.backoff_base < 0 or self.backoff_max < 0 or self.max_retry_after < 0:
-            raise ValueError("backoff and Retry-After bounds must be >= 0")
-
-    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based): full jitter.
-
-        Full jitter draws uniformly from ``[0, min(backoff_max, backoff_base * 2**attempt)]``
-        so that many clients failing together do not retry together.
-        """
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** min(attempt, 30)))
-        return (rng or random).uniform(0.0, ceiling)
-
-    def delay_for(self, exc: BaseException, attempt: int) -> float:
-        """The wait before retrying after ``exc``: ``Retry-After`` when given, else backoff.
-
-        A server's ``Retry-After`` (an error's ``retry_after``: a 429 from the API, a 429 or
-        503 from an output host) is capped to :attr:`max_retry_after`.
-        """
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, (int, float)):
-            return min(float(retry_after), self.max_retry_after)
-        return self.backoff(attempt)
 
 
 def is_retryable_read(exc: BaseException) -> bool:

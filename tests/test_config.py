@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runcomfy_async import AsyncClient, ConfigError
+from runcomfy_async import AsyncClient, ConfigError, PollSettings, RetryPolicy
 from runcomfy_async._config import (
     TOKEN_ENV_VARS,
     check_model_id,
@@ -145,3 +145,41 @@ def test_bad_options_refused(kwargs: dict[str, float]) -> None:
     """Out-of-range options raise ConfigError at construction."""
     with pytest.raises(ConfigError):
         AsyncClient("t", "http://127.0.0.1:9", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "kwargs", "name"),
+    [
+        (PollSettings, {"ratio": 1.0}, "ratio"),
+        (PollSettings, {"ratio": 0}, "ratio"),
+        (PollSettings, {"min_interval": 0}, "min_interval"),
+        (PollSettings, {"min_interval": 2.0, "max_interval": 1.0}, "max_interval"),
+        (PollSettings, {"first_check": -1}, "first_check"),
+        (PollSettings, {"jitter": 1.5}, "jitter"),
+        (PollSettings, {"workers": 0}, "workers"),
+        (PollSettings, {"probes": 0}, "probes"),
+        (PollSettings, {"learn_after": 0}, "learn_after"),
+        (PollSettings, {"error_limit": 0}, "error_limit"),
+        (RetryPolicy, {"max_attempts": 0}, "max_attempts"),
+        (RetryPolicy, {"submit_attempts": 0}, "submit_attempts"),
+        (RetryPolicy, {"rate_limited_attempts": 0}, "rate_limited_attempts"),
+        (RetryPolicy, {"backoff_base": -1}, "backoff_base"),
+        (RetryPolicy, {"backoff_max": -1}, "backoff_max"),
+        (RetryPolicy, {"max_retry_after": -1}, "max_retry_after"),
+    ],
+)
+def test_option_objects_refuse_bad_values_naming_them(
+    options: type[PollSettings | RetryPolicy], kwargs: dict[str, float], name: str
+) -> None:
+    """An out-of-range option raises ConfigError (a ValueError) naming the option and value."""
+    with pytest.raises(ConfigError, match=rf"{options.__name__}\.{name} .*got") as info:
+        options(**kwargs)
+    assert isinstance(info.value, ValueError)
+
+
+def test_option_objects_accept_their_defaults_and_edges() -> None:
+    """Defaults and the edge values of each range are accepted."""
+    PollSettings()
+    PollSettings(jitter=0.0, min_interval=1.0, max_interval=1.0, workers=1, probes=1)
+    RetryPolicy()
+    RetryPolicy(max_attempts=1, backoff_base=0.0, backoff_max=0.0, max_retry_after=0.0)
