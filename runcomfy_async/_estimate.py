@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["DrainRate", "DurationModel", "ServerClock"]
 
+_STANDARD = statistics.NormalDist()
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -32,32 +33,8 @@ def _sf(z: float) -> float:
 
 
 def _inv_sf(p: float) -> float:
-    """The z such that 1 - Phi(z) = p (Acklam's rational approximation, |error| < 1.2e-9)."""
-    q = min(1.0 - 1e-15, max(1e-15, 1.0 - p))  # Phi(z) = q
-    a = (-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.3577518672690,
-         -30.66479806614716, 2.506628277459239)  # fmt: skip
-    b = (-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972,
-         -13.28068155288572)  # fmt: skip
-    c = (-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734,
-         4.374664141464968, 2.938163982698783)  # fmt: skip
-    d = (0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416)
-    if q < 0.02425:
-        t = math.sqrt(-2 * math.log(q))
-        return (((((c[0] * t + c[1]) * t + c[2]) * t + c[3]) * t + c[4]) * t + c[5]) / (
-            (((d[0] * t + d[1]) * t + d[2]) * t + d[3]) * t + 1
-        )
-    if q > 1 - 0.02425:
-        t = math.sqrt(-2 * math.log(1 - q))
-        return -(((((c[0] * t + c[1]) * t + c[2]) * t + c[3]) * t + c[4]) * t + c[5]) / (
-            (((d[0] * t + d[1]) * t + d[2]) * t + d[3]) * t + 1
-        )
-    r = q - 0.5
-    s = r * r
-    return (
-        (((((a[0] * s + a[1]) * s + a[2]) * s + a[3]) * s + a[4]) * s + a[5])
-        * r
-        / (((((b[0] * s + b[1]) * s + b[2]) * s + b[3]) * s + b[4]) * s + 1)
-    )
+    """The z such that 1 - Phi(z) = p, for p kept inside (0, 1)."""
+    return _STANDARD.inv_cdf(min(1.0 - 1e-15, max(1e-15, 1.0 - p)))
 
 
 DRIFT_Z = 3.0

@@ -11,7 +11,8 @@ from typing import Any, Protocol
 import anyio
 
 from ._exceptions import JobTimeoutError, RunComfyError
-from ._wire import CancelResponse, Phase, Result, StatusResponse
+from ._states import FINAL_PHASES, Phase
+from ._wire import CancelResponse, Result, StatusResponse
 
 __all__ = ["Job", "JobRequests", "JobUpdate", "cancel_queued"]
 
@@ -234,7 +235,7 @@ class Job:
             if getter.done() and not getter.cancelled():
                 update = getter.result()
                 yield update
-                if update.phase in ("succeeded", "failed", "cancelled"):
+                if update.phase in FINAL_PHASES:
                     return
 
     def _notify(self, phase: Phase, queue_position: int | None) -> None:

@@ -60,6 +60,7 @@ from ._planning import Planning
 from ._poll_state import Entry, ModelState, Stage, take_newest
 from ._retry import is_retryable_read
 from ._schedule import GENERIC_PRIOR, PRIOR_WEIGHT
+from ._states import FINAL_PHASES, Phase
 from ._wire import Result, StatusResponse
 
 __all__ = ["NOT_READY", "Poller"]
@@ -295,7 +296,7 @@ class Poller(Planning):
         if phase == "queued":
             entry.job._notify("queued", status.queue_position)
             self._plan_queued(entry, status.queue_position, now)
-        elif phase in ("succeeded", "failed", "cancelled"):
+        elif phase in FINAL_PHASES:
             entry.ask_status = False  # the outcome is read from /result, at once
             self._schedule(entry, now)
         else:
@@ -313,7 +314,7 @@ class Poller(Planning):
             entry.ref, entry.elapsed = start, 0.0
             self._plan(entry, stats)
 
-    def _on_pending(self, entry: Entry, phase: str) -> None:
+    def _on_pending(self, entry: Entry, phase: Phase) -> None:
         now = time.monotonic()
         if phase == "queued":
             entry.job._notify("queued", None)
