@@ -6,38 +6,61 @@ Example:
     ...     job = await client.submit("google/nano-banana-2/text-to-image", {"prompt": "a fox"})
     ...     result = await job
     ...     print(result.output.urls)
+
+Importing the package is cheap: the errors, options and answer types load at once; the
+client, the jobs, the batch runner and the downloader (which need aiohttp and anyio) load
+on first use of their names, so ``runcomfy-async --help`` and ``runcomfy-async models``
+start without them.
 """
 
-from ._batch import BatchResult, BatchRunner
-from ._client import AsyncClient
-from ._config import PollSettings, RetryPolicy
-from ._download import DownloadedFile, DownloadError
-from ._exceptions import (
-    APIError,
-    APIStatusError,
-    AuthenticationError,
-    ClientClosedError,
-    ConfigError,
-    InputValidationError,
-    JobCancelledError,
-    JobError,
-    JobFailedError,
-    JobTimeoutError,
-    NotFoundError,
-    RateLimitError,
-    RequestTimeoutError,
-    ResponseValidationError,
-    RunComfyError,
-    ServerError,
-    SubmissionUncertainError,
-    TransportError,
-)
-from ._jobs import Job, JobUpdate
-from ._sync import SyncClient, SyncJob
-from ._version import __version__
-from ._wire import CancelResponse, Output, Result, StatusResponse, SubmitResponse
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from ._config import PollSettings as PollSettings
+from ._config import RetryPolicy as RetryPolicy
+from ._download_policy import DownloadError as DownloadError
+from ._download_policy import DownloadTimeoutError as DownloadTimeoutError
+from ._exceptions import APIError as APIError
+from ._exceptions import APIStatusError as APIStatusError
+from ._exceptions import AuthenticationError as AuthenticationError
+from ._exceptions import ClientClosedError as ClientClosedError
+from ._exceptions import ConfigError as ConfigError
+from ._exceptions import InputValidationError as InputValidationError
+from ._exceptions import JobCancelledError as JobCancelledError
+from ._exceptions import JobError as JobError
+from ._exceptions import JobFailedError as JobFailedError
+from ._exceptions import JobTimeoutError as JobTimeoutError
+from ._exceptions import NotFoundError as NotFoundError
+from ._exceptions import RateLimitError as RateLimitError
+from ._exceptions import RequestTimeoutError as RequestTimeoutError
+from ._exceptions import ResponseValidationError as ResponseValidationError
+from ._exceptions import RunComfyError as RunComfyError
+from ._exceptions import ServerError as ServerError
+from ._exceptions import SubmissionUncertainError as SubmissionUncertainError
+from ._exceptions import TransportError as TransportError
+from ._version import __version__ as __version__
+from ._wire import CancelResponse as CancelResponse
+from ._wire import Output as Output
+from ._wire import Result as Result
+from ._wire import StatusResponse as StatusResponse
+from ._wire import SubmitResponse as SubmitResponse
+
+if TYPE_CHECKING:  # loaded on first use (see __getattr__); type checkers see them here
+    from ._batch import BatchResult as BatchResult
+    from ._batch import BatchRunner as BatchRunner
+    from ._client import AsyncClient as AsyncClient
+    from ._download import DownloadedFile as DownloadedFile
+    from ._jobs import Job as Job
+    from ._jobs import JobUpdate as JobUpdate
+    from ._sync import SyncClient as SyncClient
+    from ._sync import SyncJob as SyncJob
 
 __all__ = [
+    "__version__",
     "APIError",
     "APIStatusError",
     "AsyncClient",
@@ -47,8 +70,9 @@ __all__ = [
     "CancelResponse",
     "ClientClosedError",
     "ConfigError",
-    "DownloadError",
     "DownloadedFile",
+    "DownloadError",
+    "DownloadTimeoutError",
     "InputValidationError",
     "Job",
     "JobCancelledError",
@@ -72,5 +96,47 @@ __all__ = [
     "SyncClient",
     "SyncJob",
     "TransportError",
-    "__version__",
 ]
+
+_LAZY = {
+    "AsyncClient": "._client",
+    "BatchResult": "._batch",
+    "BatchRunner": "._batch",
+    "DownloadedFile": "._download",
+    "Job": "._jobs",
+    "JobUpdate": "._jobs",
+    "SyncClient": "._sync",
+    "SyncJob": "._sync",
+}
+"""Public names loaded on first use, and the module each one lives in."""
+
+
+def _present(value: object) -> None:
+    """Let a public class introduce itself as ``runcomfy_async.X`` in reprs and tracebacks.
+
+    Not msgspec Structs: msgspec resolves their (string) annotations in the module that
+    ``__module__`` names, and this package's namespace does not hold those names.
+    """
+    if isinstance(value, type) and not issubclass(value, msgspec.Struct):
+        value.__module__ = __name__
+
+
+def __getattr__(name: str) -> object:
+    """Load a public name that needs aiohttp or anyio on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value: object = getattr(importlib.import_module(module, __name__), name)
+    _present(value)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+for _name in __all__:
+    if _name not in _LAZY:
+        _present(globals()[_name])
+del _name

@@ -15,17 +15,19 @@ Every error the library raises on purpose is a :class:`RunComfyError`::
     │   │   └── ServerError                5xx
     │   ├── ResponseValidationError        a 2xx body that does not decode
     │   └── SubmissionUncertainError       a submit failed after it may have reached the server
-    └── JobError                           the job itself ended badly (.request_id)
-        ├── JobFailedError                 the server reports failure (.error as sent)
-        ├── JobCancelledError
-        ├── JobTimeoutError (TimeoutError) a client-side wait deadline passed; job may still run
-        └── ClientClosedError              the client closed while the job was followed
+    ├── JobError                           the job itself ended badly (.request_id)
+    │   ├── JobFailedError                 the server reports failure (.error as sent)
+    │   ├── JobCancelledError
+    │   ├── JobTimeoutError (TimeoutError) a client-side wait deadline passed; job may still run
+    │   └── ClientClosedError              the client closed while the job was followed
+    └── DownloadError                      an output could not be saved (.url, .retryable)
+        └── DownloadTimeoutError (TimeoutError)
 
-(``DownloadError``, for outputs that cannot be saved, is also a ``RunComfyError``; it
-lives with the downloader in ``_download_policy``.)
+(``DownloadError`` lives with the downloader's rules in ``_download_policy``.)
 
 ``str(err)`` is always one line and never contains the API token: URLs carry no credentials
-and response bodies are shortened before they are quoted.
+and response bodies are shortened before they are quoted. Every error pickles with its
+attributes.
 """
 
 from __future__ import annotations
@@ -61,7 +63,23 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 class RunComfyError(Exception):
-    """Base class of every error raised by runcomfy-async."""
+    """Base class of every error raised by runcomfy-async.
+
+    Every error pickles with its attributes (errors cross process boundaries: worker
+    pools, task queues, error trackers), whatever its constructor's keyword arguments.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default rebuilds with cls(*args), which keyword-only constructors refuse.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[RunComfyError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """Recreate a pickled error without calling its ``__init__``."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(RunComfyError, ValueError):
@@ -107,7 +125,10 @@ class APIError(RunComfyError):
 
 
 class TransportError(APIError):
-    """No HTTP answer arrived: the connection failed or broke. The aiohttp error is ``__cause__``.
+    """No HTTP answer arrived: the connection failed or broke.
+
+    The message sums up the low-level error; nothing is chained to it, since that error
+    could hold the request and its headers.
 
     Attributes:
         connected: ``False`` when the connection could not even be opened, so the request
