@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
-import msgspec
 
 from ._budget import Kind, RequestBudget
 from ._config import (
@@ -46,6 +45,7 @@ from ._retry import (
     may_have_reached_server,
     retrying,
 )
+from ._submit import check_answer, encode_submit, inputs_of
 from ._wire import (
     CANCEL_DECODER,
     RESULT_DECODER,
@@ -56,7 +56,7 @@ from ._wire import (
     StatusResponse,
     SubmitResponse,
 )
-from .models import ModelInput, to_payload, validate_inputs
+from .models import ModelInput
 
 __all__ = ["BaseClient"]
 
@@ -64,9 +64,6 @@ logger = logging.getLogger("runcomfy_async")
 
 T = TypeVar("T")
 _C = TypeVar("_C", bound="BaseClient")
-
-MAX_REQUEST_BYTES = 64 * 2**20
-"""The largest submit body sent (RunComfy's request limit as its own tools assume it)."""
 
 
 class BaseClient:
@@ -294,21 +291,14 @@ class BaseClient:
             APIStatusError: the API refused the job (e.g. 401, 404, 422).
         """
         poller = self._require_open()
-        model_id, body = self._encode(model, inputs)
+        model_id, body = encode_submit(model, inputs)
         sent: list[float] = []
         async with self._submit_turn(poller):
             answer = await self._send_submit(model, inputs, model_id, body, sent, before_send)
             # The job was created somewhere between sending and the answer: take the midpoint
             # as its start, which is what the poller's clock for this job counts from.
             started = (sent[-1] + time.monotonic()) / 2
-        try:
-            check_request_id(answer.request_id)
-        except ConfigError as exc:
-            # A job may exist, but following it would send authenticated requests to a path
-            # the id picks: report it as uncertain instead of following it.
-            raise SubmissionUncertainError(
-                str(exc), model_id=model_id, inputs=inputs, request_id=None
-            ) from None
+        check_answer(answer, model_id, inputs_of(model, inputs))
         future = asyncio.get_running_loop().create_future()
         job = Job(self, answer.request_id, model_id, future, submitted_at=started)
         poller.track(job)
@@ -353,33 +343,8 @@ class BaseClient:
             if not may_have_reached_server(exc):
                 raise
             raise SubmissionUncertainError(
-                exc.message, url=exc.url, model_id=model_id, inputs=_inputs_of(model, inputs)
+                exc.message, url=exc.url, model_id=model_id, inputs=inputs_of(model, inputs)
             ) from exc
-
-    def _encode(
-        self, model: str | ModelInput, inputs: Mapping[str, Any] | None
-    ) -> tuple[str, bytes]:
-        if isinstance(model, ModelInput):
-            if inputs is not None:
-                raise ConfigError("pass either a typed model input or (model_id, inputs), not both")
-            model_id = type(model).model_id
-            # Building a Struct directly checks nothing: validate, then send only non-defaults.
-            body = msgspec.json.encode(to_payload(model.validated()))
-        else:
-            model_id = check_model_id(model)
-            data = {} if inputs is None else inputs
-            if not isinstance(data, Mapping):
-                raise ConfigError(f"inputs must be a mapping, got {type(data).__name__}")
-            validate_inputs(model_id, data)
-            try:
-                body = msgspec.json.encode(data)
-            except (TypeError, msgspec.EncodeError) as exc:
-                raise ConfigError(f"inputs are not JSON-serialisable: {exc}") from None
-        if len(body) > MAX_REQUEST_BYTES:
-            raise ConfigError(
-                f"request body of {len(body)} bytes exceeds the {MAX_REQUEST_BYTES}-byte limit"
-            )
-        return model_id, body
 
     async def status(self, request_id: str) -> StatusResponse:
         """The job's current status (retried on transient errors).
@@ -517,10 +482,6 @@ class BaseClient:
     def budget(self) -> RequestBudget:
         """The client's shared request budget (rate, pause state, grants by kind)."""
         return self._budget
-
-
-def _inputs_of(model: str | ModelInput, inputs: Mapping[str, Any] | None) -> Any:
-    return to_payload(model) if isinstance(model, ModelInput) else inputs
 
 
 def _is_rate_limited(exc: Exception) -> bool:
