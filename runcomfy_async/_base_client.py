@@ -483,6 +483,10 @@ class BaseClient:
         """The client's shared request budget (rate, pause state, grants by kind)."""
         return self._budget
 
+    def redact(self, text: str) -> str:
+        """``text`` with the client's API token replaced by ``<redacted>``."""
+        return self._transport.redact(text)
+
 
 def _is_rate_limited(exc: Exception) -> bool:
     return isinstance(exc, RateLimitError)

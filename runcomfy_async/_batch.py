@@ -139,7 +139,7 @@ class BatchRunner(Finisher):
             raise ConfigError("outage_tolerance must be >= 0 or None")
         super().__init__(
             client,
-            redact=client._transport.redact,
+            redact=client.redact,
             tolerance=float("inf") if outage_tolerance is None else outage_tolerance,
             max_in_flight=max_in_flight,
         )
