@@ -67,7 +67,7 @@ def test_public_names_resolve_and_present_as_the_package() -> None:
 def test_unknown_attribute_is_an_attribute_error() -> None:
     """A name the package does not have raises AttributeError, not an import error."""
     try:
-        runcomfy_async.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+        runcomfy_async.NoSuchThing  # noqa: B018
     except AttributeError as exc:
         assert "NoSuchThing" in str(exc)
     else:
