@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from runcomfy_async import AsyncClient, ConfigError, PollSettings, RetryPolicy
@@ -169,7 +171,7 @@ def test_bad_options_refused(kwargs: dict[str, float]) -> None:
     ],
 )
 def test_option_objects_refuse_bad_values_naming_them(
-    options: type[PollSettings | RetryPolicy], kwargs: dict[str, float], name: str
+    options: type[PollSettings | RetryPolicy], kwargs: dict[str, Any], name: str
 ) -> None:
     """An out-of-range option raises ConfigError (a ValueError) naming the option and value."""
     with pytest.raises(ConfigError, match=rf"{options.__name__}\.{name} .*got") as info:
