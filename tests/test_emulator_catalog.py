@@ -189,3 +189,19 @@ def test_bundled_schemas_use_the_protocol_shapes() -> None:
             assert re.fullmatch(r"[a-z_]+", name)
             assert prop["type"] in ("string", "integer", "number", "boolean", "array")
             assert set(prop) <= catalog_keys, set(prop) - catalog_keys
+
+
+@pytest.mark.anyio
+async def test_catalog_goes_through_auth_scripts_and_faults(http: aiohttp.ClientSession) -> None:
+    """The catalog needs the token, takes canned answers and random faults as 'models'."""
+    async with FakeRunComfy(token="s3cret", error_rate=1.0, fault_endpoints=["models"]) as fake:
+        url = f"{fake.base_url}/v1/models"
+        status, body, _ = await call(http, "GET", url)
+        assert (status, body["error_code"]) == (401, 401001)
+        good = {"Authorization": "Bearer s3cret"}
+        fake.inject("models", status=200, body={"models": [], "total": 0})
+        status, body, _ = await call(http, "GET", url, headers=good)
+        assert (status, body) == (200, {"models": [], "total": 0})
+        status, _, _ = await call(http, "GET", f"{url}/{MODEL}", headers=good)
+        assert status in (502, 503)  # error_rate=1.0 on the catalog
+        assert fake.requests["models"] == 3

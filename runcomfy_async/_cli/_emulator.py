@@ -68,7 +68,8 @@ def add_emulator_parser(sub: Any) -> None:
     emu.add_argument(
         "--fault-endpoints",
         default="status,result",
-        help="comma-separated endpoints the faults apply to (submit,status,result,cancel,output)",
+        help="comma-separated endpoints the faults apply to "
+        "(submit,status,result,cancel,models,output)",
     )
     emu.add_argument("--no-validate", action="store_true", help="skip seed-model validation")
     emu.add_argument("--seed", type=int, help="random seed, for repeatable runs")
