@@ -263,6 +263,10 @@ class BatchRunner(Finisher):
                 self._journal.close()
             except OSError as exc:
                 self._halt("disk", exc)
+        self._resume.close()
+        # What identified the inputs is not needed once the run is over: give it back, as
+        # the caller may now go through the inputs once more (results.jsonl).
+        self._resume, self._ids = ResumeState(), Identities()
         if self._lock is not None:
             self._lock.release()
 
@@ -357,10 +361,12 @@ class BatchRunner(Finisher):
             return
         await self._slots.acquire()
         self._live[item.id] = item
-        if prior is not None and prior.status in ("succeeded", "download_failed"):
-            item.prior = prior  # the job is done: only its files need checking or fetching
-            self._completed.put_nowait(item)
-            return
+        if prior in ("succeeded", "download_failed"):
+            # The job is done: only its files need checking or fetching.
+            item.prior = self._resume.result(item.id)
+            if item.prior is not None:
+                self._completed.put_nowait(item)
+                return
         rid = self._resume.submitted.get(item.id)
         if rid is not None:  # it exists: follow it, never pay for it twice
             self._attach(item, rid)
@@ -370,11 +376,10 @@ class BatchRunner(Finisher):
             return
         await self._submit(item)
 
-    def _redo(self, prior: BatchResult, error: str | None) -> bool:
+    def _redo(self, status: BatchStatus, error: str | None) -> bool:
         """Whether an input with a final result in the journal needs work in this run."""
-        status = prior.status
         if status == "succeeded":
-            return self._download_to is not None and bool(prior.urls)
+            return self._download_to is not None
         if status == "download_failed":
             return self._download_to is not None
         if status == "failed":

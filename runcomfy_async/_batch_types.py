@@ -129,6 +129,13 @@ class Identities:
         self._seen[base] = count + 1
         return base if count == 0 else f"{base}#{count}"
 
+    def __contains__(self, ident: object) -> bool:
+        """Whether an identity was given out already (no set of them is kept for this)."""
+        if not isinstance(ident, str):
+            return False
+        base, _, count = ident.partition("#")
+        return self._seen.get(base, 0) > (int(count) if count.isdigit() else 0)
+
 
 def file_stem(index: int, key: str | None) -> str:
     """The output file stem of an input: its index, or its key.

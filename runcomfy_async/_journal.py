@@ -35,6 +35,7 @@ import msgspec
 
 from ._batch_types import BatchResult
 from ._exceptions import RunComfyError
+from ._states import BatchStatus
 
 __all__ = [
     "FORMAT_VERSION",
@@ -117,25 +118,32 @@ _ENCODER = msgspec.json.Encoder()
 class ResumeState:
     """What a journal says about each input, for resuming.
 
+    Final results are not held in memory (a journal may record millions): only each input's
+    latest status and where its record sits in the file; :meth:`result` reads it back.
+
     Attributes:
         run: the last ``run`` record (``None`` for an empty journal).
-        done: inputs with a final result: identity -> the latest result.
+        done: inputs with a final result: identity -> its latest status.
         submitted: inputs whose job exists: identity -> request id.
         uncertain: inputs whose submit was sent but whose answer was never recorded.
         sent: the ``submitting`` record of every input in ``submitted`` or ``uncertain``
             (what was sent, for reporting a job whose input is gone).
         records: how many records were read.
+        path: the journal read.
     """
 
     run: Run | None = None
-    done: dict[str, BatchResult] = field(default_factory=dict)
+    done: dict[str, BatchStatus] = field(default_factory=dict)
     submitted: dict[str, str] = field(default_factory=dict)
     uncertain: set[str] = field(default_factory=set)
     sent: dict[str, Submitting] = field(default_factory=dict)
     records: int = 0
+    path: Path | None = None
+    _offsets: dict[str, int] = field(default_factory=dict, repr=False)
+    _fh: BinaryIO | None = field(default=None, repr=False)
 
-    def apply(self, record: Record) -> None:
-        """Fold one journal record into the state."""
+    def apply(self, record: Record, offset: int = -1) -> None:
+        """Fold one journal record (found at byte ``offset`` of the file) into the state."""
         if isinstance(record, Run):
             self.run = record
         elif isinstance(record, Submitting):
@@ -153,7 +161,25 @@ class ResumeState:
             self.uncertain.discard(record.id)
             self.submitted.pop(record.id, None)
             self.sent.pop(record.id, None)
-            self.done[record.id] = record.result
+            self.done[record.id] = record.result.status
+            self._offsets[record.id] = offset
+
+    def result(self, ident: str) -> BatchResult | None:
+        """The latest final result of input ``ident``, read back from the journal."""
+        offset = self._offsets.get(ident)
+        if offset is None or offset < 0 or self.path is None:
+            return None
+        if self._fh is None:
+            self._fh = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+        self._fh.seek(offset)
+        record = _DECODER.decode(self._fh.readline())
+        return record.result if isinstance(record, Done) else None
+
+    def close(self) -> None:
+        """Close the file :meth:`result` reads from (idempotent)."""
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            fh.close()
 
 
 class Journal:
@@ -221,13 +247,21 @@ class Journal:
         Raises:
             JournalError: the journal is of the first format (see the module's docstring).
         """
+        for _offset, record in Journal._scan(path):
+            yield record
+
+    @staticmethod
+    def _scan(path: str | os.PathLike[str]) -> Iterator[tuple[int, Record]]:
+        """Each decodable record with the byte offset of its line."""
         try:
             fh = open(path, "rb")  # noqa: SIM115 - closed by the with below
         except FileNotFoundError:
             return
         with fh:
             first = True
+            offset = 0
             for line in fh:
+                at, offset = offset, offset + len(line)
                 if not line.strip():
                     continue
                 try:
@@ -240,7 +274,7 @@ class Journal:
                 if first and not isinstance(record, Run):
                     raise JournalError(_OLD_FORMAT.format(path=path))
                 first = False
-                yield record
+                yield at, record
 
     @classmethod
     def replay(cls, path: str | os.PathLike[str]) -> ResumeState:
@@ -249,10 +283,10 @@ class Journal:
         Raises:
             JournalError: the journal is of another format version.
         """
-        state = ResumeState()
-        for record in cls.records(path):
+        state = ResumeState(path=Path(path))
+        for offset, record in cls._scan(path):
             state.records += 1
-            state.apply(record)
+            state.apply(record, offset)
             if isinstance(record, Run) and record.version != FORMAT_VERSION:
                 raise JournalError(
                     f"{path} was written in journal format {record.version}; this version "

@@ -38,18 +38,29 @@ def write_results(
         OSError: a file could not be written (the old one, if any, is left as it was).
     """
     state = Journal.replay(journal_path)
-    ids = Identities()
-    seen: set[str] = set()
+    try:
+        return _write(state, out, lines, model_id)
+    finally:
+        state.close()
+
+
+def _write(
+    state: ResumeState, out: Path, lines: Iterable[InputLine], model_id: str
+) -> collections.Counter[str]:
+    ids = seen = Identities()
     counts: collections.Counter[str] = collections.Counter()
     with _replacing(out / "results.jsonl") as fh:
         for line in lines:
             ident = ids.of(model_id, line.inputs, line.key)
-            seen.add(ident)
             res = _latest(state, ident, line, model_id)
             counts[res.status] += 1
             fh.write(_with_line(_ENCODER.encode(res), line.line) + b"\n")
-    orphans = [res for ident, res in state.done.items() if ident not in seen]
-    for ident in sorted((set(state.submitted) | state.uncertain) - seen):
+    orphans: list[BatchResult] = []
+    for ident in state.done:
+        found = state.result(ident) if ident not in seen else None
+        if found is not None:
+            orphans.append(found)
+    for ident in sorted(i for i in {*state.submitted, *state.uncertain} if i not in seen):
         sent = state.sent[ident]
         line = InputLine(sent.index, 0, sent.key, sent.input, None, "")
         orphans.append(_latest(state, ident, line, sent.model))
@@ -91,7 +102,7 @@ def failure_reasons(out: Path) -> collections.Counter[str]:
 
 
 def _latest(state: ResumeState, ident: str, line: InputLine, model_id: str) -> BatchResult:
-    done = state.done.get(ident)
+    done = state.result(ident) if ident in state.done else None
     if done is not None:
         return msgspec.structs.replace(done, index=line.index, key=line.key)
     res = BatchResult(
