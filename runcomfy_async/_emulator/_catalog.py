@@ -23,7 +23,7 @@ from aiohttp import web
 from ._http import error_response, json_response
 from ._jobs import SUCCEEDED, FakeJob
 
-__all__ = ["BUNDLED_PRICES", "Catalog"]
+__all__ = ["BUNDLED_PRICES", "DEFAULT_LIMIT", "MAX_LIMIT", "Catalog", "unknown_model"]
 
 BUNDLED_PRICES: Mapping[str, float] = {
     "google/nano-banana-2/text-to-image": 0.08,
@@ -37,7 +37,9 @@ _CATEGORIES = {"text-to-image": "text-to-image", "edit": "image-to-image"}
 _KINDS = ("model", "workflow", "inference")
 _MEDIA_BY_NAME = {"image_urls": "image_uris"}  # for bundled fields that carry no format yet
 MAX_LIMIT = 500
+"""The largest ``limit`` ``GET /v1/models`` accepts (PROTOCOL.md §6)."""
 DEFAULT_LIMIT = 50
+"""The ``limit`` of ``GET /v1/models`` when none is given."""
 
 
 def _field_schema(info: Any) -> dict[str, Any]:

@@ -80,9 +80,13 @@ class JobSink(Protocol):
         duration: float,
         will_fail: bool,
         num_images: int,
-    ) -> FakeJob: ...
+    ) -> FakeJob:
+        """Re-create one job at its original (monotonic) creation time."""
+        ...
 
-    def restore_cancel(self, job: FakeJob, at: float) -> None: ...
+    def restore_cancel(self, job: FakeJob, at: float) -> None:
+        """Replay a cancel at monotonic time ``at``."""
+        ...
 
 
 class StateFile:
