@@ -175,6 +175,24 @@ def test_existing_journal_needs_resume(tmp_path: Path, monkeypatch: pytest.Monke
     assert (out / "journal.prev.jsonl").exists()
 
 
+def test_sandbox_resume_without_kept_jobs_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--sandbox --resume on a folder whose emulator jobs were not kept says so, and what works."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "journal.jsonl").write_text("")
+    inp = tmp_path / "p.txt"
+    inp.write_text("a fox\n")
+    base = ["batch", str(inp), "--model", T2I, "--out", str(out), "--progress", "none"]
+    assert main([*base, "--sandbox", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be resumed" in err and SANDBOX_STATE in err, err
+    fresh = err.split("afresh (nothing is paid in the sandbox): ", 1)[1].split()
+    assert fresh[:2] == ["runcomfy-async", "batch"] and "--resume" not in fresh
+    assert main(fresh[1:]) == 0  # the command it gives works
+
+
 @pytest.mark.anyio
 async def test_sandbox_resume_hint_finishes_every_input(tmp_path: Path) -> None:
     """Ctrl-C a sandbox batch, run the printed resume command: every input succeeds, once."""

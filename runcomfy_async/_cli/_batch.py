@@ -96,6 +96,8 @@ def _run_batch(args: argparse.Namespace, open_client: Any) -> int:
             journal_path.replace(out / "journal.prev.jsonl")
             with contextlib.suppress(FileNotFoundError):
                 (out / SANDBOX_STATE).replace(out / f"prev-{SANDBOX_STATE}")
+        if args.sandbox and args.resume and journal_path.exists():
+            _sandbox_state_kept(args, out)
         if journal_path.exists() and not args.resume:
             raise UsageError(
                 f"{out} already holds a batch journal: pass --resume to continue it, "
@@ -116,6 +118,21 @@ def _run_batch(args: argparse.Namespace, open_client: Any) -> int:
             return asyncio.run(
                 _drive(args, open_client, read, shared, report.total, out, journal_path)
             )
+
+
+def _sandbox_state_kept(args: argparse.Namespace, out: Path) -> None:
+    """Refuse a sandbox resume whose emulator jobs were not kept (a folder from an older run).
+
+    Raises:
+        UsageError: no emulator state in ``out``; the message gives a command that works.
+    """
+    if (out / SANDBOX_STATE).exists():
+        return
+    fresh = _hint(args).removesuffix(" --resume")
+    raise UsageError(
+        f"{out} holds no {SANDBOX_STATE}: the sandbox jobs of that run are gone, so it "
+        f"cannot be resumed. Start it afresh (nothing is paid in the sandbox): {fresh}"
+    )
 
 
 def _prescan(args: argparse.Namespace, report: ScanReport) -> None:
