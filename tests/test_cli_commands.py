@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -199,3 +200,24 @@ def test_sandbox_run_saves_outputs_instead_of_dead_urls(
     for f in shown["files"]:
         assert (tmp_path / "runcomfy-sandbox" / f["path"]).read_bytes()[:4] == b"\x89PNG"
     assert not re.search(r"https?://", captured.out)
+
+
+def test_help_and_bundled_models_import_no_client() -> None:
+    """--help and 'models' import neither aiohttp nor the batch machinery."""
+    probe = (
+        "import sys\n"
+        "from runcomfy_async._cli._main import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = [m for m in ('aiohttp', 'anyio', 'runcomfy_async._batch',"
+        " 'runcomfy_async._client', 'runcomfy_async._cli._batch') if m in sys.modules]\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    for argv in (["--help"], ["models"], ["batch", "--help"]):
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60
+        )
+        assert "HEAVY []" in proc.stderr, (argv, proc.stderr)
+        assert ("usage:" if "--help" in argv else T2I) in proc.stdout, proc.stdout
