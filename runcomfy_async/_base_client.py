@@ -8,7 +8,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -37,15 +37,19 @@ from ._exceptions import (
 from ._http import ApiTransport
 from ._jobs import Job, cancel_queued
 from ._learned import resolve_cache
+from ._live_catalog import LiveCatalog
+from ._media import Uploader
+from ._netopts import check_headers, check_proxy
 from ._pacer import SubmitPacer
 from ._poller import NOT_READY, Poller
+from ._prepare import check_submit, encode_inputs
 from ._retry import (
     is_retryable_read,
     is_retryable_submit,
     may_have_reached_server,
     retrying,
 )
-from ._submit import check_answer, encode_submit, inputs_of
+from ._submit import check_answer, inputs_of
 from ._wire import (
     CANCEL_DECODER,
     RESULT_DECODER,
@@ -91,6 +95,10 @@ class BaseClient:
         max_response_bytes: int = 8 * 2**20,
         pace_submits: bool = True,
         cache: bool | str | os.PathLike[str] = True,
+        uploader: Uploader | None = None,
+        check_catalog: bool = True,
+        proxy: str | None = None,
+        default_headers: Mapping[str, str] | None = None,
     ):
         if connect_timeout <= 0 or read_timeout <= 0:
             raise ConfigError("timeouts must be > 0 seconds")
@@ -113,7 +121,11 @@ class BaseClient:
             read_timeout=read_timeout,
             max_connections=max_connections,
             max_body_bytes=max_response_bytes,
+            proxy=check_proxy(proxy),
+            headers=check_headers(default_headers),
         )
+        self.proxy = check_proxy(proxy)  # also the batch downloads' (None: the environment's)
+        self._uploader = uploader
         self.retry = retry or RetryPolicy()
         self.poll_settings = poll or PollSettings()
         self.cancel_on_error = cancel_on_error
@@ -123,6 +135,7 @@ class BaseClient:
         """How many answers were 429."""
         self._pacer = SubmitPacer(slots=max_connections) if pace_submits else None
         self._cache = resolve_cache(cache)
+        self._catalog = LiveCatalog.for_client(self, self._cache.path, enabled=check_catalog)
         self._poller: Poller | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._closed = False
@@ -274,8 +287,9 @@ class BaseClient:
         Args:
             model: a model id such as ``"google/nano-banana-2/text-to-image"``, or a typed input
                 Struct from :mod:`runcomfy_async.models` (then ``inputs`` must be omitted).
-            inputs: the model's inputs. For a model with a typed Struct they are validated
-                before anything is sent; any other model id is passed through as is.
+            inputs: the model's inputs, checked before anything is sent against the typed
+                Struct, else the live catalog's schema (see :mod:`runcomfy_async._prepare`
+                for local files in media fields, read when the submit's turn comes).
             before_send: called just before the request leaves (after validation, the
                 pacing turn and the request budget), e.g. to journal "submitting"; if the
                 call is cancelled before that, nothing was sent.
@@ -284,16 +298,20 @@ class BaseClient:
             A :class:`Job`; await it for the result.
 
         Raises:
-            InputValidationError: the inputs break the model's schema (nothing was sent).
+            InputValidationError: the inputs break the model's schema, or a local file is
+                missing, of the wrong kind or too large (nothing was sent).
             ConfigError: malformed model id (nothing was sent).
             SubmissionUncertainError: the request may have reached the server but its answer
                 was lost; it is never retried, since a duplicate job is billed.
             APIStatusError: the API refused the job (e.g. 401, 404, 422).
         """
         poller = self._require_open()
-        model_id, body = encode_submit(model, inputs)
+        prepared = await check_submit(self._catalog, model, inputs)
+        model_id = prepared.model_id
         sent: list[float] = []
         async with self._submit_turn(poller):
+            # Files are read only now, so submits waiting their turn hold none in memory.
+            body = await encode_inputs(prepared, uploader=self._uploader)
             answer = await self._send_submit(model, inputs, model_id, body, sent, before_send)
             # The job was created somewhere between sending and the answer: take the midpoint
             # as its start, which is what the poller's clock for this job counts from.
@@ -445,28 +463,6 @@ class BaseClient:
         job = Job(self, request_id, model_id, asyncio.get_running_loop().create_future())
         poller.track(job, check_now=True)
         return job
-
-    async def as_completed(self, jobs: Iterable[Job]) -> AsyncIterator[Job]:
-        """Yield the given jobs as they finish (successfully or not); await each for its result.
-
-        Example:
-            >>> async for job in client.as_completed(jobs):
-            ...     try:
-            ...         print((await job).output.urls)
-            ...     except JobFailedError as exc:
-            ...         print(job.request_id, "failed:", exc.error)
-        """
-        done: asyncio.Queue[Job] = asyncio.Queue()
-        count = 0
-
-        def notifier(job: Job) -> Callable[[asyncio.Future[Result]], None]:
-            return lambda _future: done.put_nowait(job)
-
-        for job in jobs:
-            count += 1
-            job.future().add_done_callback(notifier(job))
-        for _ in range(count):
-            yield await done.get()
 
     @property
     def jobs_in_flight(self) -> int:

@@ -203,6 +203,7 @@ class BatchRunner(Finisher):
                 self._download_to,
                 max_concurrent=self._max_downloads,
                 file_timeout=self._download_timeout,
+                proxy=self._client.proxy,
             )
         try:
             if downloader is not None:

@@ -346,6 +346,7 @@ def _kind(exc: BaseException) -> str:
 
 def _with_times(res: BatchResult, result: Any) -> BatchResult:
     if result is not None:
+        res.cost = result.cost  # reported with the result: failed jobs may cost too
         res.submitted_at = result.created_at_raw
         res.finished_at = result.finished_at_raw
         created, finished = result.created_at, result.finished_at

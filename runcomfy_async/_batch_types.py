@@ -71,6 +71,7 @@ class BatchResult(msgspec.Struct, kw_only=True, omit_defaults=False):
         submitted_at, finished_at: ISO-8601 times (server's finish time when known).
         duration_s: how long the job ran on the server, when known.
         wait_s: from submit to the result in hand.
+        cost: the job's cost in USD as the API reported it (``None`` when it did not).
         orphan: a journaled job whose input is no longer among the inputs (the input file
             or a shared field changed): followed to its end and reported, never abandoned.
     """
@@ -90,6 +91,7 @@ class BatchResult(msgspec.Struct, kw_only=True, omit_defaults=False):
     finished_at: str | None = None
     duration_s: float | None = None
     wait_s: float | None = None
+    cost: float | None = None
     orphan: bool = False
 
     @property

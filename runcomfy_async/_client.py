@@ -7,13 +7,19 @@ never the reverse.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from ._base_client import BaseClient
 from ._batch import BatchRunner
+from ._config import check_model_id
+from ._jobs import Job
+from ._wire import Result
+from .models._live import MODEL_DECODER, PAGE_DECODER, ModelInfo, ModelPage
 
 __all__ = ["AsyncClient"]
 
@@ -59,7 +65,90 @@ class AsyncClient(BaseClient):
             (``RUNCOMFY_CACHE_DIR``, else the platform's; ``RUNCOMFY_CACHE=off`` turns it
             off), a path for that folder, ``False`` for off. See
             :mod:`runcomfy_async._learned`.
+        uploader: an async callable ``(data, mime) -> URL`` that hosts a local media file
+            given in the inputs; without one, local files are sent inline as ``data:`` URIs.
+        check_catalog: check the inputs of models without typed inputs against their schema
+            from the live catalog (fetched once, kept in the cache folder for a day). A
+            catalog that does not answer never blocks a submit: the inputs go unchecked.
+        proxy: an ``http(s)://`` proxy for every request, downloads included; ``None``
+            follows ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``.
+        default_headers: extra headers sent with every API request (not with downloads);
+            they cannot set ``Authorization``.
     """
+
+    async def as_completed(self, jobs: Iterable[Job]) -> AsyncIterator[Job]:
+        """Yield the given jobs as they finish (successfully or not); await each for its result.
+
+        Example:
+            >>> async for job in client.as_completed(jobs):
+            ...     try:
+            ...         print((await job).output.urls)
+            ...     except JobFailedError as exc:
+            ...         print(job.request_id, "failed:", exc.error)
+        """
+        done: asyncio.Queue[Job] = asyncio.Queue()
+        count = 0
+
+        def notifier(job: Job) -> Callable[[asyncio.Future[Result]], None]:
+            return lambda _future: done.put_nowait(job)
+
+        for job in jobs:
+            count += 1
+            job.future().add_done_callback(notifier(job))
+        for _ in range(count):
+            yield await done.get()
+
+    async def list_models(
+        self,
+        search: str | None = None,
+        *,
+        category: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        include_schema: bool = False,
+    ) -> ModelPage:
+        """Search the live model catalog (``GET /v1/models``).
+
+        Args:
+            search: words every listed model must mention (id, name, description).
+            category: only models of this category, e.g. ``"text-to-image"``.
+            limit: models per page (the API allows 1 to 500); ``None``: the API's default.
+            offset: where the page starts.
+            include_schema: also fetch each model's ``input_schema``.
+
+        Returns:
+            A page: ``.models`` and the ``.total`` that match.
+
+        Example:
+            >>> page = await client.list_models("nano banana", limit=10)
+            >>> [m.model_id for m in page.models]
+        """
+        query = {
+            "search": search,
+            "category": category,
+            "limit": None if limit is None else str(limit),
+            "offset": None if offset is None else str(offset),
+            "include_schema": "true" if include_schema else None,
+        }
+        pairs = {k: v for k, v in query.items() if v is not None}
+        path = "/v1/models" + ("?" + urlencode(pairs) if pairs else "")
+        self._require_open()
+        page = await self._read("catalog", "GET", path, PAGE_DECODER.decode)
+        for info in page.models:
+            self._catalog.remember(info)
+        return page
+
+    async def get_model(self, model_id: str) -> ModelInfo:
+        """One model's details from the live catalog, with its ``input_schema`` and price.
+
+        Raises:
+            APIStatusError: the catalog does not know the model (400001 or 404).
+        """
+        self._require_open()
+        path = f"/v1/models/{check_model_id(model_id)}"
+        info = await self._read("catalog", "GET", path, MODEL_DECODER.decode)
+        self._catalog.remember(info)
+        return info
 
     def map(
         self,

@@ -1,7 +1,8 @@
 """Downloads of job outputs: a token-free session, streamed atomic writes, caps and retries.
 
 A :class:`Downloader` owns a second aiohttp session, apart from the API's: it never sends an
-``Authorization`` header or cookies, ignores proxy and ``.netrc`` settings, and follows at most
+``Authorization`` header or cookies, never reads ``.netrc``, goes through the proxy the client's
+rules pick (:mod:`runcomfy_async._netopts`), and follows at most
 :data:`MAX_REDIRECTS` redirects by hand. What it may fetch and what the files are called is
 decided in :mod:`runcomfy_async._download_policy` (``https://``, or ``http://`` only on loopback
 unless ``allow_insecure=True``; names from the caller's stem and the output's position, never
@@ -50,6 +51,7 @@ from ._download_policy import (
 )
 from ._exceptions import ConfigError
 from ._http import AiohttpErrors, NetFailure
+from ._netopts import proxy_for
 from ._retry import parse_retry_after, retrying
 from ._version import __version__
 
@@ -112,6 +114,8 @@ class Downloader:
         allow_insecure: also fetch ``http://`` URLs of hosts that are not loopback. A redirect
             from ``https://`` never goes down to plain ``http://`` to such a host.
         fsync: flush every file (and the folder entry) to disk before reporting it saved.
+        proxy: the proxy for every download; ``None`` follows ``HTTPS_PROXY``/``NO_PROXY``
+            per URL (the API token is never sent, to a proxy or anywhere else).
 
     Attributes:
         files: files saved so far.
@@ -142,6 +146,7 @@ class Downloader:
         retry: RetryPolicy | None = None,
         allow_insecure: bool = False,
         fsync: bool = False,
+        proxy: str | None = None,
     ):
         if max_concurrent < 1:
             raise ConfigError(f"max_concurrent must be at least 1, got {max_concurrent}")
@@ -155,6 +160,7 @@ class Downloader:
             if value is not None and not value > 0:
                 raise ConfigError(f"{label} must be > 0 or None, got {value}")
         self.out_dir = Path(out_dir)
+        self._proxy = proxy
         self._folder: Path | None = None
         self._max_concurrent = max_concurrent
         self._max_bytes = max_bytes
@@ -356,7 +362,8 @@ class Downloader:
         with AiohttpErrors(lambda failure: _transport_error(failure, url)):
             while True:
                 self.requests_sent += 1
-                async with session.get(current, allow_redirects=False) as resp:
+                proxy = proxy_for(current, self._proxy)
+                async with session.get(current, allow_redirects=False, proxy=proxy) as resp:
                     if resp.status in REDIRECT_STATUSES:
                         current = redirect_target(
                             url,

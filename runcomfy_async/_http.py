@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -32,6 +32,7 @@ from ._exceptions import (
     ServerError,
     TransportError,
 )
+from ._netopts import proxy_for
 from ._retry import parse_retry_after
 from ._version import __version__
 from ._wire import ERROR_DECODER, ErrorBody, error_envelope
@@ -150,6 +151,8 @@ class ApiTransport:
         read_timeout: seconds to wait for each read from the socket.
         max_connections: size of the keep-alive pool.
         max_body_bytes: larger answers are refused without reading them whole.
+        proxy: the proxy for every request; ``None`` follows ``HTTPS_PROXY``/``NO_PROXY``.
+        headers: extra headers for every request (checked: never ``Authorization``).
     """
 
     def __init__(
@@ -161,8 +164,12 @@ class ApiTransport:
         read_timeout: float,
         max_connections: int,
         max_body_bytes: int,
+        proxy: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ):
         self.base_url = base_url
+        self._proxy = proxy_for(base_url, proxy)
+        self._headers = dict(headers or {})
         self._token = token
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
@@ -185,9 +192,10 @@ class ApiTransport:
             connector=connector,
             timeout=self._timeout,
             headers={
-                "Authorization": f"Bearer {self._token}",
                 "Accept": "application/json",
                 "User-Agent": f"runcomfy-async/{__version__}",
+                **self._headers,
+                "Authorization": f"Bearer {self._token}",  # last: nothing overrides it
             },
             raise_for_status=False,
             auto_decompress=True,
@@ -229,7 +237,7 @@ class ApiTransport:
         headers = {"Content-Type": "application/json"} if body is not None else None
         with AiohttpErrors(lambda failure: _transport_error(failure, method, url), self.redact):
             async with session.request(
-                method, url, data=body, headers=headers, allow_redirects=False
+                method, url, data=body, headers=headers, allow_redirects=False, proxy=self._proxy
             ) as resp:
                 data = await self._read_capped(resp, method, url)
                 return Reply(

@@ -7,9 +7,9 @@ to that loop and waits for its answer. There is no second copy of any logic.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -17,11 +17,27 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._batch import BatchResult
 from ._client import AsyncClient
-from ._jobs import Job
+from ._jobs import Job, JobUpdate
 from ._wire import CancelResponse, Result, StatusResponse
 from .models import ModelInput
 
 __all__ = ["SyncClient", "SyncJob"]
+
+T = TypeVar("T")
+
+
+def _blocking(portal: BlockingPortal, items: AsyncIterator[T]) -> Iterator[T]:
+    """Iterate an async iterator of the portal's loop from this thread; closing closes it."""
+    try:
+        while True:
+            try:
+                yield portal.call(items.__anext__)
+            except StopAsyncIteration:
+                return
+    finally:
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            portal.call(aclose)
 
 
 class SyncJob:
@@ -54,6 +70,15 @@ class SyncJob:
     def cancel(self) -> CancelResponse:
         """Ask the server to cancel the job (only queued jobs can be cancelled)."""
         return self._portal.call(self._job.cancel)
+
+    def updates(self) -> Iterator[JobUpdate]:
+        """Yield the job's state changes until it ends (see :meth:`Job.updates`).
+
+        Example:
+            >>> for update in job.updates():
+            ...     print(update.phase, update.queue_position)
+        """
+        return _blocking(self._portal, self._job.updates())
 
 
 class SyncClient:
@@ -161,6 +186,20 @@ class SyncClient:
 
     async def _attach(self, request_id: str, model_id: str | None) -> Job:
         return self._client.job(request_id, model_id)
+
+    def as_completed(self, jobs: Iterable[SyncJob]) -> Iterator[SyncJob]:
+        """Yield the given jobs as they finish (see :meth:`AsyncClient.as_completed`).
+
+        Example:
+            >>> jobs = [client.submit(MODEL, {"prompt": p}) for p in prompts]
+            >>> for job in client.as_completed(jobs):
+            ...     print(job.request_id, job.result().urls)
+        """
+        portal = self._require()
+        by_job = {id(job._job): job for job in jobs}
+        inner = self._client.as_completed(job._job for job in by_job.values())
+        for done in _blocking(portal, inner):
+            yield by_job[id(done)]
 
     def map(
         self, model: str | None, inputs: Iterable[Any] | AsyncIterable[Any], **options: Any

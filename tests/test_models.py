@@ -415,7 +415,9 @@ def test_missing_image_urls() -> None:
     with pytest.raises(InputValidationError) as info:
         validate_inputs(EDIT, {"prompt": "p"})
     assert info.value.field == "image_urls"
-    assert info.value.reason == "is required; it must be a list of 1 to 20 https:// URLs"
+    assert info.value.reason == (
+        "is required; it must be a list of 1 to 20 https:// URLs, data: URIs or local files"
+    )
 
 
 @pytest.mark.parametrize("model_id", list(MODELS))
@@ -518,7 +520,8 @@ def test_describe_reports_choices_and_ranges() -> None:
     edit = {i.name: i for i in describe(NanoBanana2Edit)}
     urls = edit["image_urls"]
     assert (urls.type, urls.min_items, urls.max_items) == ("list[string]", 1, 20)
-    assert urls.pattern is not None and urls.pattern.startswith("^https://")
+    assert urls.pattern is not None and urls.pattern.startswith("^(?:https://|data:")
+    assert urls.format == "image_uris"
 
     pro = {i.name: i for i in describe(NanoBananaProTextToImage)}
     assert pro["aspect_ratio"].choices == RATIOS_10

@@ -81,10 +81,16 @@ def _guess(raw: str) -> Any:
 def parse_sets(model_id: str, pairs: Iterable[str]) -> dict[str, Any]:
     """Parse ``key=value`` pairs into inputs, typing values by the model's fields when known.
 
+    A local path in a media field (``--set image_urls=cat.png``) is taken relative to the
+    current folder and becomes a ``file://`` URI, read when the job is submitted.
+
     Raises:
-        UsageError: a pair without ``=``, or a value that does not fit its field's type.
+        UsageError: a pair without ``=``, a value that does not fit its field's type, or a
+            media path that names no file.
     """
-    from ..models import describe, get_model
+    from .._exceptions import InputValidationError
+    from .._media import resolve_media_fields
+    from ..models import describe, get_model, media_fields_of
 
     cls = get_model(model_id)
     kinds = {f.name: f.type for f in describe(cls)} if cls is not None else {}
@@ -96,7 +102,12 @@ def parse_sets(model_id: str, pairs: Iterable[str]) -> dict[str, Any]:
             raise UsageError(f"--set expects key=value, got {pair!r}")
         kind = kinds.get(key)
         out[key] = _coerce(kind, raw, key) if kind is not None else _guess(raw)
-    return out
+    if cls is None:
+        return out
+    try:
+        return dict(resolve_media_fields(out, media_fields_of(cls)))
+    except InputValidationError as exc:
+        raise UsageError(f"--set {exc.field}: {exc.reason}") from None
 
 
 def nearest_model(model_id: str) -> str | None:

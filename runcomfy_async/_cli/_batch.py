@@ -115,6 +115,10 @@ def _run_batch(args: argparse.Namespace, open_client: Any) -> int:
             report = scan(path, model_id=args.model, shared=shared, fmt=fmt, source_name=name)
             _prescan(args, report)
             args.invalid_skipped = report.invalid if args.on_invalid == "skip" else 0
+            if getattr(args, "dry_run", False):
+                from ._cost import dry_run
+
+                return asyncio.run(dry_run(args, open_client, read, report))
             return asyncio.run(
                 _drive(args, open_client, read, shared, report.total, out, journal_path)
             )
@@ -174,6 +178,7 @@ async def _drive(
         loop.add_signal_handler(signal.SIGINT, interrupted.set)
         loop.add_signal_handler(signal.SIGTERM, interrupted.set)
     stopped, runner, requests = False, None, 0
+    guard: Any = None
     error: BaseException | None = None
     # The poller gives a job up after a few failed checks; the runner then re-attaches it
     # for as long as --outage-tolerance says, so that limit is one of time, not of tries.
@@ -183,10 +188,16 @@ async def _drive(
             # The runner cancels (and journals) queued jobs itself; a cancel the journal
             # never saw would turn into 'cancelled' on resume and the input would never run.
             client.cancel_on_error = False
+            items: Iterator[BatchItem] = (_item(line) for line in read())
+            if getattr(args, "max_cost", None) is not None:
+                from ._cost import CostGuard, model_price
+
+                guard = CostGuard(args.max_cost, await model_price(client, args.model))
+                items = guard.items(items)
             runner = BatchRunner(
                 client,
                 args.model,
-                (_item(line) for line in read()),
+                items,
                 max_in_flight=args.max_in_flight,
                 journal=journal_path,
                 fsync=args.fsync,
@@ -200,7 +211,9 @@ async def _drive(
             )
             progress = Progress(args.progress, total=total, runner=runner, client=client)
             with progress:
-                stopped = await _consume(runner, progress, interrupted)
+                stopped = await _consume(
+                    runner, progress, interrupted, guard.observe if guard else None
+                )
                 if stopped:
                     progress.note("interrupted: cancelling queued jobs, saving the journal...")
                     cancelled = await runner.cancel_queued()
@@ -215,6 +228,8 @@ async def _drive(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
+    if guard is not None:
+        guard.note()
     halted = runner.halted if runner is not None else None
     counts = _write_outputs(args, read, out, journal_path, started, runner, requests)
     problem = error or halted
@@ -262,10 +277,12 @@ def _write_outputs(
     try:
         counts = write_results(journal_path, out, read(), args.model)
         submitted = runner.counts["submitted"] if runner is not None else 0
+        costs = [r["cost"] for r in _results(out) if isinstance(r.get("cost"), (int, float))]
         write_gallery(out, _results(out), title=f"{args.model}: {args.input}", summary={
             "total": sum(counts.values()), **counts,
             "wall_s": round(time.monotonic() - started, 1),
             "requests_per_job": round(requests / max(1, submitted), 2),
+            **({"cost_usd": round(sum(costs), 6)} if costs else {}),
         })  # fmt: skip
     except OSError as exc:
         print(f"error: could not write the results in {out}: {_one_line(exc)}", file=sys.stderr)
@@ -280,6 +297,11 @@ def _write_outputs(
             out=out,
             invalid_skipped=getattr(args, "invalid_skipped", 0),
         )
+        if costs:
+            print(
+                f"cost: ${sum(costs):.4f} as reported by the API for {len(costs)} job(s)",
+                file=sys.stderr,
+            )
     return counts
 
 
@@ -301,7 +323,12 @@ def _hint(args: argparse.Namespace) -> str:
     return command
 
 
-async def _consume(runner: BatchRunner, progress: Progress, interrupted: asyncio.Event) -> bool:
+async def _consume(
+    runner: BatchRunner,
+    progress: Progress,
+    interrupted: asyncio.Event,
+    on_result: Callable[[BatchResult], object] | None = None,
+) -> bool:
     """Take results until the batch ends (False) or the user interrupts (True)."""
     results = runner.__aiter__()
     stop = asyncio.ensure_future(interrupted.wait())
@@ -321,5 +348,7 @@ async def _consume(runner: BatchRunner, progress: Progress, interrupted: asyncio
             except StopAsyncIteration:
                 return False
             progress.advance(res)
+            if on_result is not None:
+                on_result(res)
     finally:
         stop.cancel()

@@ -396,7 +396,7 @@ def _read_lines(parse: Callable[[str], _Parsed | None]) -> _Reader:
                 key, fields, error = parsed
                 inputs.update(fields)
                 if error is None:
-                    error = _check(model_id, inputs)
+                    error = _check(model_id, inputs, fields, source)
             yield InputLine(index, number, key, inputs, error, f"{source}:{number}")
             index += 1
 

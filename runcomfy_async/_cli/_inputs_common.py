@@ -6,11 +6,13 @@ The text readers in :mod:`runcomfy_async._inputs` and the CSV reader in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from .._exceptions import InputValidationError, _one_line
-from ..models import validate_inputs
+from .._media import resolve_media_fields
+from ..models import get_model, media_fields_of, validate_inputs
 
 __all__ = ["InputError"]
 
@@ -39,8 +41,24 @@ def _too_long(max_bytes: int) -> str:
     return f"line longer than the limit of {max_bytes:,} bytes"
 
 
-def _check(model_id: str, inputs: dict[str, Any]) -> str | None:
-    """Validate ``inputs`` against the model's schema; the reason as one line, or ``None``."""
+def _check(
+    model_id: str,
+    inputs: dict[str, Any],
+    own: Mapping[str, Any] | None = None,
+    source: str = "",
+) -> str | None:
+    """Validate ``inputs`` against the model's schema; the reason as one line, or ``None``.
+
+    Local paths in the media fields of ``own`` (the line's own fields, not ``--set``'s) are
+    taken relative to the folder of ``source`` (the input file) and become ``file://`` URIs
+    in ``inputs``; a missing file is the line's error (``image_urls[0]: no such file x.png``).
+    """
+    cls = get_model(model_id)
+    if own and cls is not None:
+        try:
+            inputs.update(resolve_media_fields(own, media_fields_of(cls), Path(source).parent))
+        except InputValidationError as exc:
+            return _one_line(f"{exc.field}: {exc.reason}", 600)
     prompt = inputs.get("prompt")
     if isinstance(prompt, str) and prompt and not prompt.strip():
         return "prompt must be a non-empty string; got only whitespace"

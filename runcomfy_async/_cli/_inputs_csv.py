@@ -139,7 +139,7 @@ def _read_csv(
             key, fields, error = _row_fields(header, row, kinds)
             inputs.update(fields)
         if error is None:
-            error = _check(model_id, inputs)
+            error = _check(model_id, inputs, fields, source)
         yield make(index, start, key, inputs, error, f"{source}:{start}")
         index += 1
 

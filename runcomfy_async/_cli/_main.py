@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -24,7 +25,6 @@ from ._args import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
-    EXIT_OK,
     EXIT_USAGE,
     UsageError,
     nearest_model,
@@ -62,23 +62,27 @@ def cli_words(exc: ConfigError) -> str:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from ..models import MODELS, describe
+    from ..models import MODELS
+    from ._models import models_command
 
-    names = [args.model] if args.model else sorted(MODELS)
-    for name in names:
-        cls = MODELS.get(name)
-        if cls is None:
-            near = nearest_model(name)
-            hint = f"; did you mean {near!r}?" if near else ""
-            raise UsageError(
-                f"no bundled model {name!r}{hint} Bundled models: {', '.join(sorted(MODELS))}"
-            )
-        print(f"{name}  ({cls.__name__})")
-        for field in describe(cls):
-            need = "required" if field.required else "optional"
-            print(f"  {field.name:<18} {field.type:<13} {need:<9} {field.rule}")
-        print()
-    return EXIT_OK
+    name = args.model
+    if name and name not in MODELS and args.search is None and not _has_connection(args):
+        near = nearest_model(name)
+        hint = f"; did you mean {near!r}?" if near else ""
+        raise UsageError(
+            f"no bundled model {name!r}{hint} Bundled models: {', '.join(sorted(MODELS))}; "
+            "to look it up in the live catalog, set RUNCOMFY_API_TOKEN (or pass --sandbox)"
+        )
+    return models_command(args)
+
+
+def _has_connection(args: argparse.Namespace) -> bool:
+    """Whether a live catalog could be asked: a token, or the sandbox."""
+    from .._config import TOKEN_ENV_VARS
+
+    if getattr(args, "sandbox", False) or getattr(args, "token", None):
+        return True
+    return any(os.environ.get(name, "").strip() for name in TOKEN_ENV_VARS)
 
 
 def _setup_logging(verbosity: int) -> None:

@@ -153,6 +153,19 @@ def _add_batch(sub: Any) -> None:
         "is checked before anything is submitted.",
     )
     batch.add_argument("input", help="a .txt (one prompt a line), .jsonl, .csv file, or -")
+    batch.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every input, count the jobs and estimate their cost from the model "
+        "catalog's price; submit nothing",
+    )
+    batch.add_argument(
+        "--max-cost",
+        type=_positive,
+        metavar="USD",
+        help="submit no new job once reported plus estimated spend would pass USD; "
+        "the rest stays pending for --resume",
+    )
     batch.add_argument("--model", required=True, help="model id (see: models)")
     batch.add_argument(
         "--set",
@@ -300,11 +313,17 @@ def build_parser() -> argparse.ArgumentParser:
     models = _parser(
         sub,
         "models",
-        help="list the bundled models with their fields",
-        description="List the models this package knows (bundled catalog) with each field's "
-        "type, whether it is required, and what it accepts.",
+        help="list the bundled models, or search the live catalog",
+        description="Without arguments, list the models this package knows (bundled) with "
+        "each field's type, whether it is required, and what it accepts. With a model id "
+        "that is not bundled, or --search, ask the live model catalog (needs a token).",
     )
-    models.add_argument("model", nargs="?", help="show this model only (default: all)")
+    models.add_argument("model", nargs="?", help="show this model only (default: all bundled)")
+    models.add_argument("--search", metavar="TEXT", help="search the live catalog for TEXT")
+    models.add_argument("--category", help="only models of this category (live catalog)")
+    models.add_argument("--limit", type=_count, metavar="N", help="at most N models")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    add_connection(models)
 
     _add_batch(sub)
     add_emulator_parser(sub)

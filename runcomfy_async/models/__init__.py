@@ -16,7 +16,7 @@ field 'num_images' must be an integer from 1 to 4 (default 1); got the integer 9
 """
 
 from ._base import ModelInput, to_payload
-from ._catalog import MODELS, get_model, validate_inputs
+from ._catalog import MODELS, get_model, media_fields_of, validate_inputs
 from ._schema import PROMPT_MAX_CHARS, FieldInfo, describe
 from .google import (
     NanoBanana2Edit,
@@ -36,6 +36,7 @@ __all__ = [
     "NanoBananaProTextToImage",
     "describe",
     "get_model",
+    "media_fields_of",
     "to_payload",
     "validate_inputs",
 ]

@@ -7,12 +7,14 @@ known field (``aspect_ration``) is refused.
 """
 
 import difflib
+import functools
 import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from .._exceptions import InputValidationError
+from .._media import MEDIA_FORMATS, MediaField
 from ._base import ModelInput, convert
 from ._schema import field_table
 from .google import (
@@ -22,7 +24,7 @@ from .google import (
     NanoBananaProTextToImage,
 )
 
-__all__ = ["MODELS", "NEAR_MISS_CUTOFF", "get_model", "validate_inputs"]
+__all__ = ["MODELS", "NEAR_MISS_CUTOFF", "get_model", "media_fields_of", "validate_inputs"]
 
 logger = logging.getLogger("runcomfy_async")
 
@@ -95,8 +97,52 @@ output_format='png')
     if cls is None:
         return None
     if isinstance(data, Mapping):
-        data = _known_only(cls, data)
+        data = _local_media_as_placeholders(cls, _known_only(cls, data))
     return convert(cls, data)
+
+
+@functools.cache
+def media_fields_of(cls: type[ModelInput]) -> Mapping[str, MediaField]:
+    """The media fields of a typed model, from the ``format`` its schema gives them.
+
+    Example:
+        >>> from runcomfy_async.models import NanoBanana2Edit
+        >>> dict(media_fields_of(NanoBanana2Edit))
+        {'image_urls': MediaField(kind='image', many=True, validations=())}
+    """
+    found = {}
+    for info in field_table(cls).infos:
+        if info.format is not None and info.format in MEDIA_FORMATS:
+            kind, many = MEDIA_FORMATS[info.format]
+            found[info.name] = MediaField(kind, many or info.type.startswith("list["))
+    return MappingProxyType(found)
+
+
+# Stands for a local file in a media field while the rest of the inputs are checked: the
+# file itself is read and checked only when the input is submitted.
+_LOCAL = "file:///local-file"
+
+
+def _local_media_as_placeholders(
+    cls: type[ModelInput], data: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """``data`` with Python file values (paths, bytes, file objects) in media fields replaced."""
+    fields = media_fields_of(cls)
+    out: dict[str, Any] | None = None
+    for name in fields:
+        value = data.get(name)
+        if value is None or isinstance(value, str):
+            continue
+        if isinstance(value, (list, tuple)):
+            plain = (str, int, float, dict, list)
+            new: Any = [v if isinstance(v, plain) else _LOCAL for v in value]
+        elif isinstance(value, (int, float, dict)):
+            continue
+        else:
+            new = [_LOCAL] if fields[name].many else _LOCAL
+        out = dict(data) if out is None else out
+        out[name] = new
+    return data if out is None else out
 
 
 def _known_only(cls: type[ModelInput], data: Mapping[str, Any]) -> Mapping[str, Any]:

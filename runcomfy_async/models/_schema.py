@@ -14,6 +14,7 @@ import msgspec.inspect as mi
 
 __all__ = [
     "HTTPS_URL_PATTERN",
+    "MEDIA_URL_PATTERN",
     "PROMPT_MAX_CHARS",
     "SEED_MAX",
     "SEED_MIN",
@@ -37,8 +38,16 @@ SEED_MIN = -(2**63)
 SEED_MAX = 2**63 - 1
 """Largest seed accepted client-side: seeds must fit in a signed 64-bit integer."""
 
+MEDIA_URL_PATTERN = r"^(?:https://|data:|file://)\S+$"
+"""Pattern of a media field's value: an ``https://`` URL, a ``data:`` URI, or a ``file://`` URI
+of a local file (the client reads it and sends it inline). :class:`pathlib.Path`, ``bytes``
+and binary file objects are accepted too (see :mod:`runcomfy_async._media`)."""
+
 # Nouns for list items constrained by a known pattern, so a rule reads "1 to 20 https:// URLs".
-_PATTERN_NOUNS = {HTTPS_URL_PATTERN: "https:// URLs"}
+_PATTERN_NOUNS = {
+    HTTPS_URL_PATTERN: "https:// URLs",
+    MEDIA_URL_PATTERN: "https:// URLs, data: URIs or local files",
+}
 
 
 class FieldInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +70,8 @@ class FieldInfo(msgspec.Struct, frozen=True, kw_only=True):
         max_length: the most characters a string may have, or ``None``.
         pattern: a regular expression every string (or every list item) must match, or ``None``.
         description: a short English description of the field.
+        format: the schema's ``format``: ``image_uri(s)``, ``video_uri(s)`` and
+            ``audio_uri(s)`` mark media fields; ``None`` for other fields.
     """
 
     name: str
@@ -76,6 +87,7 @@ class FieldInfo(msgspec.Struct, frozen=True, kw_only=True):
     max_length: int | None = None
     pattern: str | None = None
     description: str = ""
+    format: str | None = None
 
     @property
     def rule(self) -> str:
@@ -133,8 +145,11 @@ def _build_infos(cls: type[msgspec.Struct]) -> tuple[FieldInfo, ...]:
     for field in struct.fields:
         kind: mi.Type = field.type
         description = ""
+        fmt = None
         if isinstance(kind, mi.Metadata):
-            description = str((kind.extra_json_schema or {}).get("description", ""))
+            extra = kind.extra_json_schema or {}
+            description = str(extra.get("description", ""))
+            fmt = extra.get("format")
             kind = kind.type
         if field.default is not msgspec.NODEFAULT:
             default = field.default
@@ -147,6 +162,7 @@ def _build_infos(cls: type[msgspec.Struct]) -> tuple[FieldInfo, ...]:
             "required": field.required,
             "default": None if field.required else default,
             "description": description,
+            "format": fmt,
         }
         if isinstance(kind, mi.LiteralType):
             # type_info sorts literal values; the annotation keeps the page's order.

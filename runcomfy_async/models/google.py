@@ -15,7 +15,9 @@ Client-side checks beyond the pages (so mistakes fail before a request is paid f
 
 * ``prompt`` must be non-empty and at most :data:`PROMPT_MAX_CHARS` (100,000) characters;
   ``system_prompt`` at most as long.
-* every ``image_urls`` item must be an ``https://`` URL without whitespace.
+* every ``image_urls`` item must be an ``https://`` URL or a ``data:`` URI without whitespace,
+  or a local file (a :class:`pathlib.Path`, ``bytes``, a binary file object or a ``file://``
+  URI), which the client checks and sends inline when the input is submitted.
 * ``seed`` must fit in a signed 64-bit integer.
 """
 
@@ -24,7 +26,7 @@ from typing import Annotated, Literal
 from msgspec import UNSET, Meta, UnsetType
 
 from ._base import ModelInput
-from ._schema import HTTPS_URL_PATTERN, PROMPT_MAX_CHARS, SEED_MAX, SEED_MIN
+from ._schema import MEDIA_URL_PATTERN, PROMPT_MAX_CHARS, SEED_MAX, SEED_MIN
 
 __all__ = [
     "NanoBanana2Edit",
@@ -72,12 +74,13 @@ _EnableWebSearch = Annotated[
     bool, Meta(description="Enables web search, to use up-to-date information in the generation.")
 ]
 _ImageUrls = Annotated[
-    list[Annotated[str, Meta(pattern=HTTPS_URL_PATTERN)]],
+    list[Annotated[str, Meta(pattern=MEDIA_URL_PATTERN)]],
     Meta(
         min_length=1,
         max_length=20,
-        description="URLs of the images to use for image-to-image generation or image editing "
-        "(publicly reachable https:// URLs).",
+        description="The images to use for image-to-image generation or image editing: "
+        "publicly reachable https:// URLs, data: URIs or local files.",
+        extra_json_schema={"format": "image_uris"},
     ),
 ]
 
@@ -112,9 +115,9 @@ class NanoBanana2Edit(ModelInput, frozen=True, kw_only=True, omit_defaults=True)
     """Inputs of ``google/nano-banana-2/edit``: edit or combine 1 to 20 images with a prompt.
 
     ``prompt`` and ``image_urls`` are required. Client-side checks: ``prompt`` is 1 to 100,000
-    characters, every image URL starts with ``https://`` (the page asks for a publicly
-    reachable HTTPS URL) and ``seed`` fits in 64 bits. Building the Struct checks nothing; call
-    :meth:`validated`.
+    characters, every image is an ``https://`` URL, a ``data:`` URI or a local file (a
+    :class:`pathlib.Path`, ``bytes`` or a binary file object, read and sent inline at submit),
+    and ``seed`` fits in 64 bits. Building the Struct checks nothing; call :meth:`validated`.
 
     Example:
         >>> from runcomfy_async.models import NanoBanana2Edit, to_payload
