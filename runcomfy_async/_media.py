@@ -30,8 +30,6 @@ from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-import anyio.to_thread
-
 from ._exceptions import InputValidationError
 from ._sniff import HEAD_BYTES, MIME_KINDS, MediaKind, image_size, sniff_mime
 from ._validations import check_validations
@@ -263,6 +261,8 @@ def _mime_of(head: bytes, spec: MediaField, name: str) -> str:
 
 async def _read(value: Any) -> tuple[str, bytes]:
     """Read a local media value: ``(a name for messages, its bytes)``."""
+    import anyio.to_thread  # here: importing the models (which name media fields) stays light
+
     if isinstance(value, (bytes, bytearray, memoryview)):
         return "the data given", bytes(value)
     if isinstance(value, str):
