@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import json
 import sys
@@ -203,6 +202,8 @@ def run_emulator_main(args: argparse.Namespace) -> int:
             return 2
         code: int = uvloop.run(run_emulator(args))
         return code
+    import asyncio  # here, not at the top: the parser imports this module for --help
+
     return asyncio.run(run_emulator(args))
 
 
