@@ -191,7 +191,7 @@ async def test_bad_media_is_refused_before_sending(
 
 async def test_file_too_large_names_both_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
     """A file over its kind's limit is refused with its size and the limit."""
-    monkeypatch.setitem(MAX_FILE_BYTES, "image", 1000)  # type: ignore[index]
+    monkeypatch.setitem(MAX_FILE_BYTES, "image", 1000)
     with pytest.raises(InputValidationError) as info:
         await prepare_media({"image_urls": [png(pad=5000)]}, IMAGES)
     assert "the data given is 5,033 bytes; images may be at most 1,000 bytes" in str(info.value)
