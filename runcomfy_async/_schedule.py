@@ -64,7 +64,7 @@ GENERIC_PRIOR = (math.log(10.0), 1.0)
 PRIOR_WEIGHT = 1.0
 """Jobs' worth of weight a prior counts for (see :data:`~runcomfy_async._learned.PRIORS`)."""
 GOLDEN = (5**0.5 - 1) / 2
-STAGGER = 0.5
+STAGGER = 0.25
 """Rungs between the starts of two successive probes' ladders (see :func:`probe_start`)."""
 
 
