@@ -7,9 +7,8 @@ never the reverse.
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -17,8 +16,7 @@ from urllib.parse import urlencode
 from ._base_client import BaseClient
 from ._batch import BatchRunner
 from ._config import check_model_id
-from ._jobs import Job
-from ._wire import Result
+from ._jobs import Job, as_completed
 from .models._live import MODEL_DECODER, PAGE_DECODER, ModelInfo, ModelPage
 
 __all__ = ["AsyncClient"]
@@ -86,17 +84,8 @@ class AsyncClient(BaseClient):
             ...     except JobFailedError as exc:
             ...         print(job.request_id, "failed:", exc.error)
         """
-        done: asyncio.Queue[Job] = asyncio.Queue()
-        count = 0
-
-        def notifier(job: Job) -> Callable[[asyncio.Future[Result]], None]:
-            return lambda _future: done.put_nowait(job)
-
-        for job in jobs:
-            count += 1
-            job.future().add_done_callback(notifier(job))
-        for _ in range(count):
-            yield await done.get()
+        async for job in as_completed(jobs):
+            yield job
 
     async def list_models(
         self,

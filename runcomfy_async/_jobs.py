@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from typing import Any, Protocol
 
 import anyio
@@ -14,7 +14,7 @@ from ._exceptions import JobTimeoutError, RunComfyError
 from ._states import FINAL_PHASES, Phase
 from ._wire import CancelResponse, Result, StatusResponse
 
-__all__ = ["Job", "JobRequests", "JobUpdate", "cancel_queued"]
+__all__ = ["Job", "JobRequests", "JobUpdate", "as_completed", "cancel_queued"]
 
 logger = logging.getLogger("runcomfy_async")
 
@@ -293,3 +293,18 @@ async def cancel_queued(jobs: list[Job]) -> None:
         async with anyio.create_task_group() as tg:
             for job in targets:
                 tg.start_soon(one, job)
+
+
+async def as_completed(jobs: Iterable[Job]) -> AsyncIterator[Job]:
+    """Yield the given jobs as they finish (successfully or not), each once."""
+    done: asyncio.Queue[Job] = asyncio.Queue()
+    count = 0
+
+    def notifier(job: Job) -> Callable[[asyncio.Future[Result]], None]:
+        return lambda _future: done.put_nowait(job)
+
+    for job in jobs:
+        count += 1
+        job.future().add_done_callback(notifier(job))
+    for _ in range(count):
+        yield await done.get()
