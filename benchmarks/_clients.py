@@ -254,7 +254,7 @@ async def run_runcomfy_async(
                     await asyncio.sleep(t0 + i / arrivals - time.monotonic())
                 job = await client.submit(MODEL, prompt(i))
                 rec.submit()
-                job.future().add_done_callback(on_done)
+                job.add_done_callback(on_done)
 
         async with probe.running():
             cpu0, t0, t0_wall = cpu_seconds(), time.monotonic(), time.time()

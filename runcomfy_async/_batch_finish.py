@@ -164,7 +164,7 @@ class Finisher:
         job = item.job
         assert job is not None
         job.on_update(lambda update: self._on_update(item, update))
-        job.future().add_done_callback(lambda _f: self._completed.put_nowait(item))
+        job.add_done_callback(lambda _f: self._completed.put_nowait(item))
 
     def _on_update(self, item: Item, update: JobUpdate) -> None:
         # The poller reached the server about this job: any trouble is over.

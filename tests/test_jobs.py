@@ -48,3 +48,16 @@ async def test_future_of_a_failed_job_is_quiet_when_unawaited(
         await asyncio.sleep(0)
     assert seen == [True]
     assert "never retrieved" not in caplog.text
+
+
+async def test_done_callback_gets_the_finished_outcome(client: AsyncClient) -> None:
+    """add_done_callback calls back once, with a done future holding the job's result."""
+    job = await client.submit(T2I, {"prompt": "a fox"})
+    outcomes: list[object] = []
+    job.add_done_callback(lambda f: outcomes.append(f.result()))
+    result = await job
+    await asyncio.sleep(0)
+    assert outcomes == [result]
+    job.add_done_callback(lambda f: outcomes.append(f.done()))  # already ended: soon called
+    await asyncio.sleep(0)
+    assert outcomes == [result, True]
