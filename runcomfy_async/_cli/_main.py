@@ -36,8 +36,8 @@ __all__ = ["cli_words", "main"]
 
 _NO_TOKEN = (
     "no RunComfy API token: set RUNCOMFY_API_TOKEN, or pass --token-file PATH or --token "
-    "(create a token on your RunComfy profile page); or add --sandbox to try the command "
-    "without one"
+    "(create a token on your RunComfy profile page); or try run, submit or batch with "
+    "--sandbox, which needs none"
 )
 
 # The library speaks of arguments; the command line of flags and variables. Each entry maps
