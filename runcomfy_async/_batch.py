@@ -350,7 +350,7 @@ class BatchRunner(Finisher):
             if first != given.index:
                 error = f'duplicate key "{given.key}", first at input {first + 1}'
         self._unmatched.discard(item.id)
-        prior = self._resume.done.get(item.id)
+        prior = self._resume.status(item.id)
         if prior is not None and not self._redo(prior, error):
             self.counts["skipped"] += 1
             if self._ordered:

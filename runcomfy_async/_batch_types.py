@@ -117,7 +117,8 @@ class Identities:
     """
 
     def __init__(self) -> None:
-        self._seen: collections.Counter[str] = collections.Counter()
+        # Keyed by the key, or by the digest's bytes (smaller than its hex).
+        self._seen: collections.Counter[str | bytes] = collections.Counter()
         self.keys: dict[str, int] = {}
         """Explicit keys seen so far -> the index of their first input."""
 
@@ -126,9 +127,14 @@ class Identities:
 
         A key seen before gets ``k:<key>#n``: the caller treats it as a duplicate.
         """
-        base = "k:" + key if key is not None else "c:" + content_digest(model_id, inputs)
-        count = self._seen[base]
-        self._seen[base] = count + 1
+        if key is not None:
+            slot: str | bytes = key
+            base = "k:" + key
+        else:
+            digest = content_digest(model_id, inputs)
+            slot, base = bytes.fromhex(digest), "c:" + digest
+        count = self._seen[slot]
+        self._seen[slot] = count + 1
         return base if count == 0 else f"{base}#{count}"
 
     def __contains__(self, ident: object) -> bool:
@@ -136,7 +142,12 @@ class Identities:
         if not isinstance(ident, str):
             return False
         base, _, count = ident.partition("#")
-        return self._seen.get(base, 0) > (int(count) if count.isdigit() else 0)
+        kind, _, name = base.partition(":")
+        try:
+            slot: str | bytes = name if kind == "k" else bytes.fromhex(name)
+        except ValueError:
+            return False
+        return self._seen.get(slot, 0) > (int(count) if count.isdigit() else 0)
 
 
 def file_stem(index: int, key: str | None) -> str:

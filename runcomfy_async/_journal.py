@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, KeysView, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,7 +35,7 @@ import msgspec
 
 from ._batch_types import BatchResult
 from ._exceptions import RunComfyError
-from ._states import BatchStatus
+from ._states import BATCH_STATUSES, BatchStatus
 
 __all__ = [
     "FORMAT_VERSION",
@@ -123,7 +123,6 @@ class ResumeState:
 
     Attributes:
         run: the last ``run`` record (``None`` for an empty journal).
-        done: inputs with a final result: identity -> its latest status.
         submitted: inputs whose job exists: identity -> request id.
         uncertain: inputs whose submit was sent but whose answer was never recorded.
         sent: the ``submitting`` record of every input in ``submitted`` or ``uncertain``
@@ -133,14 +132,25 @@ class ResumeState:
     """
 
     run: Run | None = None
-    done: dict[str, BatchStatus] = field(default_factory=dict)
     submitted: dict[str, str] = field(default_factory=dict)
     uncertain: set[str] = field(default_factory=set)
     sent: dict[str, Submitting] = field(default_factory=dict)
     records: int = 0
     path: Path | None = None
-    _offsets: dict[str, int] = field(default_factory=dict, repr=False)
+    # identity -> offset of its latest done record * 8 + its status's place in BATCH_STATUSES:
+    # one small int per input, as a journal may hold millions.
+    _done: dict[str, int] = field(default_factory=dict, repr=False)
     _fh: BinaryIO | None = field(default=None, repr=False)
+
+    @property
+    def done(self) -> KeysView[str]:
+        """The inputs with a final result."""
+        return self._done.keys()
+
+    def status(self, ident: str) -> BatchStatus | None:
+        """The latest final status of input ``ident``, or ``None`` if it has none."""
+        code = self._done.get(ident)
+        return None if code is None else BATCH_STATUSES[code & 7]
 
     def apply(self, record: Record, offset: int = -1) -> None:
         """Fold one journal record (found at byte ``offset`` of the file) into the state."""
@@ -161,14 +171,14 @@ class ResumeState:
             self.uncertain.discard(record.id)
             self.submitted.pop(record.id, None)
             self.sent.pop(record.id, None)
-            self.done[record.id] = record.result.status
-            self._offsets[record.id] = offset
+            self._done[record.id] = max(offset, 0) << 3 | BATCH_STATUSES.index(record.result.status)
 
     def result(self, ident: str) -> BatchResult | None:
         """The latest final result of input ``ident``, read back from the journal."""
-        offset = self._offsets.get(ident)
-        if offset is None or offset < 0 or self.path is None:
+        code = self._done.get(ident)
+        if code is None or self.path is None:
             return None
+        offset = code >> 3
         if self._fh is None:
             self._fh = open(self.path, "rb")  # noqa: SIM115 - closed by close()
         self._fh.seek(offset)
