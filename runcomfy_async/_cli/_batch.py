@@ -223,6 +223,8 @@ async def _drive(
     except JournalError:
         raise  # nothing was done: the plain usage error says it all
     except (RunComfyError, OSError) as exc:
+        if runner is None and isinstance(exc, ConfigError):
+            raise  # e.g. no token: nothing was done, and the command says it in its words
         error = exc
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
