@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -221,3 +223,27 @@ def test_help_and_bundled_models_import_no_client() -> None:
         )
         assert "HEAVY []" in proc.stderr, (argv, proc.stderr)
         assert ("usage:" if "--help" in argv else T2I) in proc.stdout, proc.stdout
+
+
+def test_progress_shows_server_states_and_not_checked_yet() -> None:
+    """The progress line counts jobs by the server's last answer; no answer is 'not checked yet'."""
+    from types import SimpleNamespace
+
+    from runcomfy_async._cli._progress import Progress
+
+    phases = [None, None, "queued", "queued", "queued", "running", "succeeded"]
+    live = {
+        str(i): SimpleNamespace(job=None if i == 0 else SimpleNamespace(phase=phase))
+        for i, phase in enumerate(phases)
+    }
+    runner: Any = SimpleNamespace(_live=live, counts=collections.Counter())
+    progress = Progress("none", total=20, runner=runner, client=cast(Any, None))
+    assert progress.live() == {
+        "not checked yet": 2,
+        "queued": 3,
+        "running": 1,
+        "finishing": 1,
+    }
+    line = progress.line()
+    assert line.startswith("not checked yet 2  queued 3  running 1  finishing 1  done 0  failed 0")
+    assert "invalid" not in line  # shown only once there are some
