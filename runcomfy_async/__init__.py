@@ -50,12 +50,14 @@ from ._wire import StatusResponse as StatusResponse
 from ._wire import SubmitResponse as SubmitResponse
 
 if TYPE_CHECKING:  # loaded on first use (see __getattr__); type checkers see them here
+    from ._batch import BatchItem as BatchItem
     from ._batch import BatchResult as BatchResult
     from ._batch import BatchRunner as BatchRunner
     from ._client import AsyncClient as AsyncClient
     from ._download import DownloadedFile as DownloadedFile
     from ._jobs import Job as Job
     from ._jobs import JobUpdate as JobUpdate
+    from ._journal import JournalError as JournalError
     from ._sync import SyncClient as SyncClient
     from ._sync import SyncJob as SyncJob
 
@@ -65,6 +67,7 @@ __all__ = [
     "APIStatusError",
     "AsyncClient",
     "AuthenticationError",
+    "BatchItem",
     "BatchResult",
     "BatchRunner",
     "CancelResponse",
@@ -80,6 +83,7 @@ __all__ = [
     "JobFailedError",
     "JobTimeoutError",
     "JobUpdate",
+    "JournalError",
     "NotFoundError",
     "Output",
     "PollSettings",
@@ -100,11 +104,13 @@ __all__ = [
 
 _LAZY = {
     "AsyncClient": "._client",
+    "BatchItem": "._batch",
     "BatchResult": "._batch",
     "BatchRunner": "._batch",
     "DownloadedFile": "._download",
     "Job": "._jobs",
     "JobUpdate": "._jobs",
+    "JournalError": "._journal",
     "SyncClient": "._sync",
     "SyncJob": "._sync",
 }

@@ -150,14 +150,18 @@ class AsyncClient(BaseClient):
         fsync: bool = False,
         download_to: str | os.PathLike[str] | None = None,
         resubmit_uncertain: bool = False,
+        retry_failed: bool = False,
         max_downloads: int = 8,
+        download_timeout: float | None = 600.0,
+        outage_tolerance: float | None = 900.0,
     ) -> BatchRunner:
         """Run ``model`` over many inputs; iterate the runner for one result per input.
 
         Inputs are read lazily (an iterable or async iterable of dicts, typed Structs, or
         ``(key, inputs)`` pairs). A failed input is a result with its error, never the end
         of the batch. With a ``journal``, a killed batch resumes: finished inputs are
-        skipped, submitted ones are polled again, never resubmitted.
+        skipped, submitted ones are polled again, never resubmitted. Inputs are identified by
+        key or content, never by position (see :class:`BatchRunner`).
 
         Example:
             >>> async with client.map(MODEL, prompts_as_dicts, max_in_flight=200) as batch:
@@ -177,5 +181,8 @@ class AsyncClient(BaseClient):
             fsync=fsync,
             download_to=None if download_to is None else Path(download_to),
             resubmit_uncertain=resubmit_uncertain,
+            retry_failed=retry_failed,
             max_downloads=max_downloads,
+            download_timeout=download_timeout,
+            outage_tolerance=outage_tolerance,
         )

@@ -48,6 +48,7 @@ SAMPLES: dict[str, RunComfyError] = {
         result=Result(status="failed", request_id="r1"),
     ),
     "JobCancelledError": runcomfy_async.JobCancelledError(request_id="r1"),
+    "JournalError": runcomfy_async.JournalError("another run is using out (held by pid 1)"),
     "JobTimeoutError": runcomfy_async.JobTimeoutError(
         request_id="r1", timeout=3.0, cancelled_remotely=True
     ),
