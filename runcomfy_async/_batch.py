@@ -45,6 +45,7 @@ from ._journal import (
     changes,
 )
 from ._journal_lock import JournalLock
+from ._media import paths_as_uris
 from ._states import BatchStatus
 from .models import ModelInput, to_payload
 
@@ -340,7 +341,7 @@ class BatchRunner(Finisher):
             value = to_payload(value)
         if model_id is None:
             raise ConfigError("a model id is needed for inputs that are not typed Structs")
-        inputs = dict(value) if isinstance(value, Mapping) else {"_invalid": repr(value)}
+        inputs = paths_as_uris(value) if isinstance(value, Mapping) else {"_invalid": repr(value)}
         if error is None and not isinstance(value, Mapping):
             error = f"inputs must be a mapping, got {type(value).__name__}"
         item = Item(given.index, given.key, model_id, inputs)

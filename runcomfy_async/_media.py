@@ -42,6 +42,7 @@ __all__ = [
     "Uploader",
     "media_fields",
     "prepare_media",
+    "paths_as_uris",
     "resolve_media",
     "resolve_media_fields",
 ]
@@ -378,3 +379,20 @@ def resolve_media_fields(
             out = dict(inputs) if out is None else out
             out[key] = resolved if isinstance(value, list) else resolved[0]
     return inputs if out is None else out
+
+
+def paths_as_uris(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """``inputs`` with every path (top-level or in a list) as its absolute ``file://`` URI.
+
+    The batch journals and hashes its inputs as JSON: a path becomes the URI the client reads
+    at submit, so a resumed batch finds the same file (and the same identity) again.
+    """
+
+    def one(value: Any) -> Any:
+        if isinstance(value, os.PathLike):
+            return Path(os.fspath(value)).expanduser().resolve().as_uri()
+        if isinstance(value, list):
+            return [one(v) for v in value]
+        return value
+
+    return {k: one(v) for k, v in inputs.items()}

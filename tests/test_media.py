@@ -307,3 +307,20 @@ def test_resolve_media_fields_names_the_item(tmp_path: Path) -> None:
     assert (info.value.field, info.value.reason) == ("image_urls[2]", "no such file cat.png")
     good = resolve_media_fields({"image_urls": ["a.png"]}, IMAGES, tmp_path)
     assert good == {"image_urls": [(tmp_path / "a.png").as_uri()]}
+
+
+async def test_batch_journals_paths_as_file_uris(
+    fake: FakeRunComfy, client: AsyncClient, tmp_path: Path
+) -> None:
+    """A batch input naming a Path runs, and its journal and result hold the file:// URI."""
+    cat = tmp_path / "cat.png"
+    cat.write_bytes(png())
+    journal = tmp_path / "journal.jsonl"
+    inputs = [{"prompt": "rain", "image_urls": [cat]}]
+    async with client.map(EDIT, inputs, journal=journal) as batch:
+        (res,) = [r async for r in batch]
+    assert res.status == "succeeded", res.error
+    assert res.input == {"prompt": "rain", "image_urls": [cat.as_uri()]}
+    assert cat.as_uri() in journal.read_text()
+    (job,) = fake.jobs.values()
+    assert job.inputs["image_urls"] == [data_uri(png())]
