@@ -88,6 +88,6 @@ def test_max_cost_stops_new_submits_and_leaves_the_rest_pending(
     statuses = sorted(r["status"] for r in records)
     assert statuses == ["pending"] * 4 + ["succeeded"] * 2
     assert sum(r["cost"] or 0 for r in records) <= 0.2
-    assert "stopped submitting: the next job would have passed --max-cost $0.2" in (
-        capsys.readouterr().err
-    )
+    err = capsys.readouterr().err
+    assert "stopped submitting: the next job would have passed --max-cost $0.2" in err
+    assert "--max-cost 0.2" in err.split("Resume with:")[1]  # the resume keeps the cap

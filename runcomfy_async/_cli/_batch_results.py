@@ -152,6 +152,7 @@ _SAFE_FLAGS = (
     ("max_in_flight", "--max-in-flight"),
     ("outage_tolerance", "--outage-tolerance"),
     ("download_timeout", "--download-timeout"),
+    ("max_cost", "--max-cost"),  # a resume keeps the cap: raising it is the user's choice
 )
 _SWITCHES = (
     ("no_download", "--no-download"),
