@@ -96,6 +96,9 @@ content-visibility:auto;contain-intrinsic-size:auto 380px}
 .media video{display:block;width:100%;height:auto;aspect-ratio:1/1;object-fit:contain;
 background:var(--tile)}
 .media audio{width:100%;margin:8px 0}
+.inputs{display:flex;gap:4px;align-items:center;padding:4px 10px 0;font-size:12px;
+color:var(--muted)}
+.inputs img{display:block;max-width:56px;max-height:56px;width:auto;height:auto}
 .file{display:flex;align-items:center;justify-content:center;aspect-ratio:1/1;padding:8px;
 color:var(--fg);overflow-wrap:anywhere;text-align:center;font-size:12px}
 .note{font-size:12px;color:var(--muted);padding:4px 10px;background:var(--tile)}
@@ -282,7 +285,7 @@ def write_gallery(
         for seq, record in enumerate(records):
             if not isinstance(record, Mapping):
                 continue  # a stray value in results.jsonl: nothing to show
-            table.add(spool, card(record, seq))
+            table.add(spool, card(record, seq, directory / "inputs"))
             model = as_text(record.get("model_id"), 200)
             # Bounded, so a file with a different model on every line cannot grow this.
             if model and (model in models or len(models) < _MAX_MODELS_KEPT):

@@ -8,12 +8,14 @@ when they are ``http(s)://``.
 from __future__ import annotations
 
 import html
+import pathlib
 import posixpath
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from .._states import BATCH_STATUSES, PROBLEM_STATUSES
+from ._gallery_inputs import input_strip
 
 __all__ = [
     "Card",
@@ -212,10 +214,11 @@ def _media(record: Mapping[str, Any]) -> tuple[str, int, int]:
     return f'<div class="media{columns}">{"".join(tiles)}</div>{note}', count, size
 
 
-def card(record: Mapping[str, Any], seq: int) -> Card:
+def card(record: Mapping[str, Any], seq: int, inputs_dir: pathlib.Path | None = None) -> Card:
     """Render one record's card, and its line in the failures list if it is a problem.
 
-    ``seq`` is the record's position in the stream, naming a card that has no index.
+    ``seq`` is the record's position in the stream, naming a card that has no index;
+    ``inputs_dir`` is where inline input images are written for their thumbnails.
     """
     raw_index = record.get("index")
     # Outside +-2**62 an index would not fit the table's int64 column (nor mean anything).
@@ -244,6 +247,7 @@ def card(record: Mapping[str, Any], seq: int) -> Card:
     parts = [
         f'<article class="card {_status_class(status)}" id="{anchor}">',
         media,
+        input_strip(record, inputs_dir),
         '<div class="meta"><div class="top">',
         f'<span class="id" title="{esc(label)}">{esc(label)}</span>{badge(status)}</div>',
     ]
