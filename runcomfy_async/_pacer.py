@@ -20,25 +20,24 @@ noticed late. The pacer keeps the submit rate at what the event loop can follow 
   A flood started all at once (``asyncio.gather`` of ten thousand submits) is paced like
   one from a few submitter tasks, and a submit cancelled while it waits for its turn gives
   the turn back (one cancelled later, in the request budget, does not). Waiting submits
-  wake on a grid of :data:`TICK`, several on one wake-up of the loop: a timer each cost the
-  1k-job benchmark a fifth more CPU per job.
+  wake on a grid of :data:`TICK`, several on one wake-up of the loop: a timer each costs
+  measurably more CPU per job.
 * **Requests per job** comes from the poller (submit plus its checks, over the jobs that
   ended); :data:`PRIOR_REQUESTS_PER_JOB` until enough jobs have ended.
 * **Utilization**, 1.0 by default: the cost is measured at the paced rate, where each
   request wakes the loop more nearly on its own and costs more than in a flood, and that
-  difference is the room left for the checks' bunching. On the 10k-job benchmark 0.8, 0.9
-  and 1.0 gave the same median delay (12-13 % of a job); 1.0 the shortest wall time.
+  difference is the room left for the checks' bunching (``benchmarks/`` compares values).
 * **A floor**, :data:`MIN_RATE`: CPU spent on the caller's own work counts as cost per
   request too, so a loop kept busy by something else would otherwise pace itself to a
   crawl. Below a few hundred submits a second a loop's request handling is not what limits
   anything.
 
 Until the first window is measured, submits are not paced (only the ``slots`` cap holds).
-On this 2-core machine, against the emulator, the pacer allows about 1,800 submits a
-second. Against the real API an account's rate limit and the network's round trip usually
-bind first (64 connections at a 100 ms round trip send at most 640 requests a second); a
-loop busy with other work can still be held to :data:`MIN_RATE`. It never holds a check, a
-cancel or a read's retry: only a submit, before it is sent.
+Against the real API an account's rate limit and the network's round trip usually bind
+first (64 connections at a 100 ms round trip send at most 640 requests a second); the
+pacer binds against a fast origin such as the emulator, and a loop busy with other work
+can still be held to :data:`MIN_RATE`. It never holds a check, a cancel or a read's retry:
+only a submit, before it is sent.
 """
 
 from __future__ import annotations
