@@ -7,7 +7,7 @@ and the emulator's option table; the commands themselves import the client when 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, NoReturn
 
 from .._version import __version__
 
@@ -57,6 +57,27 @@ class _Formatter(argparse.HelpFormatter):
         ):
             return text
         return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors never repeat an unrecognized option's value.
+
+    argparse lists every word it did not recognize, so a mistyped ``--tokn SECRET`` would
+    print the token on stderr (and into the logs of whatever ran the command). Only the
+    words that look like options are named; the others are counted.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage and a message without the unrecognized values, then exit 2."""
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            words = message[len(prefix) :].split()
+            options = [w.split("=", 1)[0] for w in words if w.startswith("-")]
+            hidden = len(words) - len(options)
+            named = " ".join(options)
+            extra = f"{hidden} value{'s' if hidden != 1 else ''} not shown" if hidden else ""
+            message = prefix + "; ".join(part for part in (named, extra) if part)
+        super().error(message)
 
 
 def _positive(text: str) -> float:
@@ -239,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     from ._emulator import add_emulator_parser
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="runcomfy-async",
         description="Fast, economical client for the RunComfy Model API: one job, or a batch "
         "of thousands with a gallery. Try any command with --sandbox first.",
