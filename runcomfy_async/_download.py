@@ -18,16 +18,12 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import secrets
-import threading
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, TypeVar
+from typing import TypeVar
 
 import aiohttp
 import anyio
@@ -35,6 +31,7 @@ import anyio.to_thread
 import msgspec
 
 from ._config import RetryPolicy
+from ._download_files import PartFile, make_folder, on_disk
 from ._download_policy import (
     ALLOWED_EXTENSIONS,
     MAX_REDIRECTS,
@@ -44,7 +41,6 @@ from ._download_policy import (
     _display_url,
     check_url,
     file_name,
-    inside_folder,
     media_type,
     redirect_target,
     safe_stem,
@@ -187,7 +183,7 @@ class Downloader:
 
     async def __aenter__(self) -> Downloader:
         if self._session is None:
-            self._folder = await anyio.to_thread.run_sync(_make_folder, self.out_dir)
+            self._folder = await anyio.to_thread.run_sync(make_folder, self.out_dir)
             connector = aiohttp.TCPConnector(
                 limit=self._max_concurrent, limit_per_host=self._max_concurrent, ttl_dns_cache=300
             )
@@ -402,7 +398,7 @@ class Downloader:
         assert self._folder is not None  # set with the session
         try:
             # Inline, not in a thread: a cancel can then never leave an orphan file behind.
-            part = _PartFile(self._folder, name)
+            part = PartFile(self._folder, name)
         except (OSError, ValueError) as exc:
             raise DownloadError(f"could not create the file: {exc}", url=url) from exc
         try:
@@ -417,99 +413,16 @@ class Downloader:
                 pending += chunk
                 if len(pending) >= _FLUSH_BYTES:
                     data, pending = pending, bytearray()
-                    await _on_disk(url, part.write, data)
+                    await on_disk(url, part.write, data)
             if pending:
-                await _on_disk(url, part.write, pending)
-            await _on_disk(url, part.commit, self._fsync)
+                await on_disk(url, part.write, pending)
+            await on_disk(url, part.commit, self._fsync)
         except BaseException:
             part.discard()  # whatever happened, cancellation included, no partial file stays
             raise
         return DownloadedFile(
             url=url, path=name, bytes=part.size, sha256=part.hexdigest(), content_type=media
         )
-
-
-class _PartFile:
-    """A temp file beside its destination: written, then renamed into place or removed.
-
-    ``write`` and ``commit`` run in a worker thread. A native asyncio cancel does not wait for
-    the thread, so ``discard`` (inline) takes the same lock: it waits for the operation in
-    progress, and any operation that starts after it does nothing.
-    """
-
-    def __init__(self, folder: Path, name: str):
-        self.target = inside_folder(folder, name)
-        self.size = 0
-        self._hash = hashlib.sha256()
-        self._lock = threading.Lock()
-        self._done = False
-        while True:
-            path = folder / f".{name}.part-{secrets.token_hex(6)}"
-            try:
-                # O_EXCL: never write through a file or link that is already there.
-                fd = os.open(path, _OPEN_FLAGS, 0o666)
-            except FileExistsError:
-                continue
-            break
-        self.path = path
-        self._file: BinaryIO = os.fdopen(fd, "wb")
-
-    def write(self, data: bytearray) -> None:
-        with self._lock:
-            if not self._done:
-                self._hash.update(data)
-                self._file.write(data)
-                self.size += len(data)
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-    def commit(self, fsync: bool) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self._done = True
-            self._file.flush()
-            if fsync:
-                os.fsync(self._file.fileno())
-            self._file.close()
-            os.replace(self.path, self.target)
-            if fsync:
-                _fsync_folder(self.target.parent)
-
-    def discard(self) -> None:
-        with self._lock:
-            self._done = True
-            with suppress(OSError):
-                self._file.close()
-            with suppress(OSError):
-                os.unlink(self.path)  # already gone once committed
-
-
-async def _on_disk(url: str, func: Callable[..., T], *args: object) -> T:
-    """Run a blocking file operation in a thread; a disk error becomes a final DownloadError."""
-    try:
-        return await anyio.to_thread.run_sync(func, *args)
-    except OSError as exc:
-        raise DownloadError(f"could not write the file: {exc}", url=url) from exc
-
-
-def _make_folder(out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return out_dir.resolve()
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Persist the rename itself (POSIX); not possible, nor needed, on Windows."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _transport_error(failure: NetFailure, url: str) -> DownloadError:

@@ -247,7 +247,7 @@ def test_full_disk_stops_submits_and_resume_fetches_the_files(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """ENOSPC while saving outputs: one line, no traceback, download_failed; resume refetches."""
-    from runcomfy_async import _download
+    from runcomfy_async import _download_files
 
     def full(self: Any, data: bytearray) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -255,7 +255,7 @@ def test_full_disk_stops_submits_and_resume_fetches_the_files(
     api = api_factory()
     inp, out = prompts(tmp_path, 6), tmp_path / "out"
     with monkeypatch.context() as patch:
-        patch.setattr(_download._PartFile, "write", full)
+        patch.setattr(_download_files.PartFile, "write", full)
         assert batch(api, inp, out, "--max-in-flight", "2") == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "Traceback" not in err and "Resume with" in err
