@@ -26,6 +26,23 @@ from ._harness import TOKEN, emulator, write_json
 MODEL = "google/nano-banana-2/text-to-image"
 
 
+def peak_rss_of(cmd: list[str], env: dict[str, str]) -> int:
+    """Run a batch command to its end, sampling its RSS every 50 ms; the peak, in bytes."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, ps.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"batch failed ({proc.returncode}): {err[-2000:]}")
+    return peak
+
+
 def run_batch(base_url: str, lines: int, workdir: Path, *, download: bool) -> dict[str, Any]:
     """Run the CLI batch over ``lines`` prompts; sample its peak RSS; return the figures."""
     inp = workdir / f"prompts-{lines}.txt"
@@ -42,18 +59,7 @@ def run_batch(base_url: str, lines: int, workdir: Path, *, download: bool) -> di
         cmd.append("--no-download")
     env = {**os.environ, "RUNCOMFY_API_TOKEN": TOKEN}
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, ps.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.05)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"batch failed ({proc.returncode}): {err[-2000:]}")
+    peak = peak_rss_of(cmd, env)
     with open(out / "results.jsonl", "rb") as fh:
         results = sum(1 for _ in fh)
     return {

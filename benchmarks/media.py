@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from ._harness import TOKEN, write_json
+from .batch import peak_rss_of
 
 MODEL = "google/nano-banana-2/edit"
 
@@ -75,18 +74,7 @@ def run_batch(
     ]  # fmt: skip
     env = {**os.environ, "RUNCOMFY_API_TOKEN": TOKEN, "RUNCOMFY_CACHE": "off"}
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, ps.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.05)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"batch failed ({proc.returncode}): {err[-2000:]}")
+    peak = peak_rss_of(cmd, env)
     with open(out / "results.jsonl", "rb") as fh:
         statuses = [json.loads(line)["status"] for line in fh]
     return {
