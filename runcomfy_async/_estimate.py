@@ -41,6 +41,12 @@ DRIFT_Z = 3.0
 """A finished job this many spreads from knowledge held from before drops that knowledge."""
 PRIOR_UNTIL = 4
 """Finished jobs after which a prior (a guess for the seed models) is dropped."""
+MIN_STEP = 0.1
+"""A job's next check is at least this share of its elapsed time after the last one.
+
+Far in the fitted tail, the survival ratio alone would check ever more often (a log-normal's
+hazard keeps rising there); real durations have heavier tails than the fit, and a job that
+late is answered within this share of its duration anyway."""
 
 
 @dataclass
@@ -240,7 +246,8 @@ class DurationModel:
             return elapsed * 1.5
         known = max(1.0, self._seen + self.seeded)
         lean = self._sigma / math.sqrt(known) if elapsed <= 0 else 0.0
-        return max(elapsed, math.exp(self._mu - lean + self._sigma * _inv_sf(target)))
+        at = math.exp(self._mu - lean + self._sigma * _inv_sf(target))
+        return max(elapsed * (1.0 + MIN_STEP), at)
 
 
 @dataclass

@@ -6,7 +6,9 @@ the heap, the workers and what each answer means; this half decides *when*:
 * a job never checked waits for its first check to be placed with the estimate of that
   moment (:meth:`Planning._release`), unless nothing is known yet: then the oldest jobs
   probe, each on its own sparse ladder until the first one finishes, then on the estimate
-  (:meth:`Planning._plan_probe`, see :mod:`runcomfy_async._schedule`);
+  (:meth:`Planning._plan_probe`, see :mod:`runcomfy_async._schedule`); once one has
+  ended, a scout wave of waiting jobs is checked early so that the others' first check is
+  placed on an estimate resting on many jobs, not a few probes (:meth:`Planning._scout`);
 * a job known running is checked where its chance of still running has fallen by
   ``ratio``, or earlier when few jobs are in flight and idle budget buys latency
   (:meth:`Planning._lone`);
@@ -29,6 +31,12 @@ __all__ = ["RELEASE_TICK", "Planning"]
 
 RELEASE_TICK = 0.02
 """Seconds ahead that waiting jobs are released into the schedule."""
+SCOUT_SURVIVAL = 0.75
+"""A scout wave is checked where the estimate says a quarter of the jobs have ended."""
+SCOUT_SHARE = 0.1
+"""The share of the waiting jobs a scout wave takes (see :meth:`Planning._scout`)."""
+SCOUT_MIN, SCOUT_MAX = 48, 64
+"""No scout wave below this many waiting jobs; at most this many scouts."""
 
 
 class Planning:
@@ -128,6 +136,9 @@ class Planning:
         """
         upcoming: float | None = None
         for stats in self._models.values():
+            scout = self._scout(stats, now)
+            if scout is not None:
+                upcoming = scout if upcoming is None else min(upcoming, scout)
             if not stats.learned or not (stats.waiting or stats.in_queue):
                 continue
             first = sooner(
@@ -152,6 +163,37 @@ class Planning:
                 if when is not None:
                     upcoming = when if upcoming is None else min(upcoming, when)
         return upcoming
+
+    def _scout(self, stats: ModelState, now: float) -> float | None:
+        """Send a scout wave once; return when it comes due, if later.
+
+        When many jobs were submitted at once, they all get the same first check, so an
+        error in the estimate at that moment moves the whole batch's delay (or its cost).
+        A few probes alone know little by then. So once a first job has ended, a tenth of
+        the waiting jobs (at least 8, at most :data:`SCOUT_MAX`) is checked early, where a
+        quarter of jobs should have ended: those that ended give exact durations, the
+        others are censored there, and the estimate the main wave goes out on rests on
+        many more jobs. A wave worth less than it costs (few jobs waiting) is not sent.
+        """
+        waiting = stats.waiting
+        if stats.scouted or len(waiting) < SCOUT_MIN or stats.durations.count == 0:
+            return None
+        at = stats.durations.quantile(SCOUT_SURVIVAL)
+        due = waiting[0].ref + at - RELEASE_TICK
+        if due > now:
+            return due
+        stats.scouted = True
+        if stats.queue.queueing(now):
+            return None  # jobs queue on the server: their starts, not durations, are unknown
+        for _ in range(min(SCOUT_MAX, max(8, int(len(waiting) * SCOUT_SHARE)))):
+            entry = waiting.popleft()
+            if not entry.gone():
+                entry.scout = True
+                stats.scouts += 1
+                self._schedule(entry, now + self._jittered(entry.ref + at - now))
+            if not waiting:
+                break
+        return None
 
     def _replan_probes(self, stats: ModelState) -> None:
         """The first duration: the probes leave their ladders for the estimate, now.

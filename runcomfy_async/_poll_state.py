@@ -60,6 +60,7 @@ class Entry:
         "job",
         "probing",
         "ref",
+        "scout",
         "seq",
         "stage",
         "waited",
@@ -75,6 +76,7 @@ class Entry:
         self.waited = False  # seen (or predicted) in the server's queue: ref is a guess
         self.ask_status = False  # its next check is GET /status (where it stands in a queue)
         self.probing = False  # one of its model's probes, sent before anything is known
+        self.scout = False  # in a scout wave whose first answer is not in yet
         self.attached = attached  # re-attached: submitted_at is when we attached, not submitted
         self.errors = 0  # consecutive failed checks
         self.checks = 0
@@ -101,6 +103,8 @@ class ModelState:
         "model_id",
         "probing",
         "queue",
+        "scouted",
+        "scouts",
         "seq",
         "waiting",
     )
@@ -111,6 +115,8 @@ class ModelState:
         self.seq = 0  # jobs of it ever followed (the last Entry.seq handed out)
         self.probing = 0  # probes out
         self.learned = False  # whether jobs other than probes get a schedule yet
+        self.scouted = False  # whether a scout wave went out (see Planning._scout)
+        self.scouts = 0  # scouts whose first answer is not in yet
         self.waiting: collections.deque[Entry] = collections.deque()
         """Never-checked jobs, in submit order, whose first check is not placed yet."""
         self.in_queue: collections.deque[Entry] = collections.deque()
@@ -128,6 +134,7 @@ class ModelState:
         if known is not None:
             self.durations.seed(known.mu, known.sigma, min(known.count, SEED_CAP))
             self.learned = known.count >= learn_after
+            self.queue.prior_speed = known.queue_speed
         elif self.model_id in PRIORS:
             median, sigma = PRIORS[self.model_id]
             self.durations.seed(math.log(median), sigma, PRIOR_WEIGHT, prior=True)
@@ -141,7 +148,7 @@ class ModelState:
             mu=durations.mu(),
             sigma=durations.spread(),
             count=float(durations.count + durations.seeded),
-            queue_speed=self.queue.speed(),
+            queue_speed=self.queue.speed() or self.queue.prior_speed,
             updated=now,
         )
 
@@ -163,10 +170,18 @@ class ModelState:
             return False
         if self.probing > 0 and self.durations.count < learn_after:
             return False
+        if self.scouts:  # a scout wave's answers are on their way: wait for all of them
+            return False
         if self.durations.count == 0 and not (self.waiting or self.in_queue):
             return False
         self.learned = True
         return True
+
+    def scout_answered(self, entry: Entry) -> None:
+        """A scout's first answer is in (or it is no longer followed)."""
+        if entry.scout:
+            entry.scout = False
+            self.scouts -= 1
 
     def learn(self, entry: Entry, result: Result, clock: ServerClock) -> None:
         """Learn from a job of this model that finished: how long it ran, when its slot freed.
@@ -191,19 +206,26 @@ class ModelState:
             self.queue.ended(time.monotonic())  # no later than this: never too early
 
     def release_waiting(
-        self, now: float, first: float, tick: float, place: Callable[[Entry], None]
+        self,
+        now: float,
+        first: float,
+        tick: float,
+        place: Callable[[Entry], None],
+        limit: int | None = None,
     ) -> float | None:
         """Place the first check of the waiting jobs that come due within ``tick``.
 
         Waiting jobs are in submit order, and every never-checked job's first check is the
         same elapsed time ``first``, so the due ones are a prefix of the list. ``place``
         schedules a job's check at ``entry.ref + first``. A job the queue tracker says is
-        still queued joins the line instead. Returns when the next one comes due.
+        still queued joins the line instead. At most ``limit`` jobs are released (a scout
+        wave). Returns when the next one comes due.
         """
         horizon = now + tick
         waiting = self.waiting
         rate = self.drain.rate() if self.queue.queueing(now) else None
-        while waiting and waiting[0].ref + first <= horizon:
+        left = len(waiting) if limit is None else limit
+        while waiting and left > 0 and waiting[0].ref + first <= horizon:
             entry = waiting.popleft()
             if entry.gone():
                 continue
@@ -215,6 +237,7 @@ class ModelState:
                     continue
                 entry.ref = predicted[0]
             place(entry)
+            left -= 1
         return waiting[0].ref + first - tick if waiting else None
 
     def release_line(

@@ -320,6 +320,9 @@ class Poller(Planning):
             entry.job._notify("queued", None)
             entry.waited = True
             stats = self._stats(entry.job.model_id)
+            if entry.scout:  # queued: it tells nothing of durations, but it has answered
+                stats.scout_answered(entry)
+                self._maybe_learned(stats)
             if stats.learned and not entry.probing and now - stats.queue.looked_at < QUEUE_FRESH:
                 # The queue was just looked at, or a look is on its way (often for a whole
                 # wave of jobs found queued at once): wait in line for the answer's
@@ -344,6 +347,9 @@ class Poller(Planning):
         entry.elapsed = max(entry.elapsed, now - entry.ref)
         if not entry.waited:
             stats.durations.still_running(entry.job.request_id, entry.elapsed)
+        if entry.scout:
+            stats.scout_answered(entry)
+            self._maybe_learned(stats)
         if entry.probing and stats.waiting:
             self._look_behind(stats, now)
         self._plan(entry, stats)
@@ -407,6 +413,7 @@ class Poller(Planning):
         stats = self._stats(entry.job.model_id)
         first = stats.durations.count == 0
         stats.learn(entry, result, self._clock)
+        stats.scout_answered(entry)
         if stats.in_queue:
             self._wake.set()  # a slot freed: the next in line has started
         self._forget(entry)
@@ -424,6 +431,7 @@ class Poller(Planning):
         stats = self._stats(entry.job.model_id)
         stats.live -= 1
         stats.durations.forget(entry.job.request_id)
+        stats.scout_answered(entry)
         if entry.probing:
             entry.probing = False
             stats.probing -= 1

@@ -48,6 +48,9 @@ class QueueTracker:
     """The latest finish time folded out of ``ends``."""
     lags: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=64))
     """How long after they ended our latest finishes were seen (seconds)."""
+    prior_speed: float | None = None
+    """Queue places a second an earlier client measured (see the cache): the last resort of
+    a guess, when neither the queue's speed nor our finishes' rate is measured yet."""
     _compact_at: int = field(default=COMPACT_MIN, init=False, repr=False)
 
     @property
@@ -158,7 +161,8 @@ class QueueTracker:
         finished to free its turn; with ``now``, the finishes not seen yet (see
         :meth:`unseen`) are counted in, or a busy client that sees finishes late would time
         every start late. Guessed: the frees still missing, at the measured queue speed
-        (``rate``, how fast our jobs finish, is the fallback), after the last one seen.
+        (``rate``, how fast our jobs finish, is the fallback, then :attr:`prior_speed`), after
+        the last one seen.
         ``None`` without an observation or, for a guess, a speed.
         """
         direct = self.direct()
@@ -169,7 +173,7 @@ class QueueTracker:
         finished = self.finished
         if turn <= 0:
             return -math.inf, True
-        speed = self.speed() or rate
+        speed = self.speed() or rate or self.prior_speed
         if turn <= finished:
             drain = rate or speed
             if now is not None and drain:
@@ -188,7 +192,7 @@ class QueueTracker:
         """
         if not self.observations:
             return None
-        speed = self.speed() or rate
+        speed = self.speed() or rate or self.prior_speed
         if not speed:
             return None
         t, position, seen_seq = self.observations[-1]

@@ -204,6 +204,34 @@ def test_sandbox_run_saves_outputs_instead_of_dead_urls(
     assert not re.search(r"https?://", captured.out)
 
 
+def test_sandbox_learns_nothing_into_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox's emulator lives on a random port for one run: nothing of it is cached."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RUNCOMFY_CACHE_DIR", str(cache))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", T2I, "--set", "prompt=a fox", "--sandbox"]) == 0
+    assert not (cache / "learned.json").exists()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("no_cache", [False, True])
+async def test_no_cache_flag_keeps_the_cache_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_cache: bool
+) -> None:
+    """--no-cache: what a run learns is not saved (without it, it is)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RUNCOMFY_CACHE_DIR", str(cache))
+    async with FakeRunComfy(token=TOKEN, duration_mean=0.05) as fake:
+        argv = ["run", T2I, "--set", "prompt=a fox", "--token", TOKEN, "--base-url"]
+        argv += [fake.base_url, "--no-cache"] if no_cache else [fake.base_url]
+        args = build_parser().parse_args(argv)
+        async with open_client(args) as client:
+            await client.run(T2I, {"prompt": "a fox"})
+    assert (cache / "learned.json").exists() is not no_cache
+
+
 def test_help_and_bundled_models_import_no_client() -> None:
     """--help and 'models' import neither aiohttp nor the batch machinery."""
     probe = (

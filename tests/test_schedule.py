@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from runcomfy_async import AsyncClient
-from runcomfy_async._estimate import DurationModel
+from runcomfy_async._estimate import MIN_STEP, DurationModel
 from runcomfy_async._learned import LearnedCache, ModelKnowledge
+from runcomfy_async._planning import SCOUT_MIN
 from runcomfy_async._schedule import (
     LADDER,
     LONE_BOUND,
@@ -138,3 +139,50 @@ async def test_lone_job_answered_within_the_bound(tmp_path: Path) -> None:
     # check a lone job far less often, but this is about the bound holding end to end.
     assert delay <= LONE_BOUND + 1.0
     assert checks <= 15
+
+
+def test_a_late_job_is_not_checked_ever_more_often() -> None:
+    """Far in the fitted tail a check still waits a share of the elapsed time (MIN_STEP)."""
+    durations = model(10.0, 0.3)
+    for elapsed in (15.0, 25.0, 40.0, 100.0):
+        assert durations.next_check(elapsed, 0.52) >= elapsed * (1.0 + MIN_STEP) - 1e-9
+
+
+async def test_a_cold_batch_sends_one_scout_wave_and_hears_all_of_it() -> None:
+    """Many jobs submitted at once, nothing known: a scout wave goes out once, every answer in.
+
+    The scouts are what the main wave's first check is placed with; a scout whose answer was
+    lost would hold that wave back for good (and the batch would not finish).
+    """
+    jobs = SCOUT_MIN + 32
+    async with (
+        FakeRunComfy(token=TOKEN, duration_mean=0.8, duration_sigma=0.3, seed=5) as fake,
+        AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY, cache=False) as client,
+    ):
+        handles = await asyncio.gather(
+            *(client.submit(T2I, {"prompt": f"s{i}"}) for i in range(jobs))
+        )
+        results = await asyncio.gather(*handles)
+        poller = client._poller
+        assert poller is not None
+        stats = poller._stats(T2I)
+    assert all(r.phase == "succeeded" for r in results)
+    assert stats.scouted and stats.scouts == 0 and stats.learned
+    assert fake.jobs_created == jobs
+
+
+async def test_queue_speed_is_read_back_as_a_last_resort(tmp_path: Path) -> None:
+    """An earlier client's queue speed times a start when nothing of ours measures one."""
+    async with FakeRunComfy(token=TOKEN, duration_mean=0.05) as fake:
+        known = ModelKnowledge(mu=0.0, sigma=0.3, count=20, queue_speed=2.0, updated=time.time())
+        LearnedCache(tmp_path).save(fake.base_url, {T2I: known})
+        async with AsyncClient(TOKEN, fake.base_url, cache=tmp_path) as client:
+            poller = client._poller
+            assert poller is not None
+            tracker = poller._stats(T2I).queue
+            assert tracker.prior_speed == 2.0
+            tracker.observe(100.0, 4, 0)  # our job 0 is fifth in line at t=100
+            assert tracker.guess_start(0, None) == pytest.approx(100.0 + 5 / 2.0)
+            assert tracker.guess_start(0, 5.0) == pytest.approx(100.0 + 5 / 5.0)
+        saved = LearnedCache(tmp_path).load(fake.base_url).models[T2I]
+        assert saved.queue_speed == 2.0

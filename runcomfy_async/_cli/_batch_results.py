@@ -159,6 +159,7 @@ _SWITCHES = (
     ("fsync", "--fsync"),
     ("sandbox", "--sandbox"),
     ("allow_insecure", "--allow-insecure"),
+    ("no_cache", "--no-cache"),
 )
 
 

@@ -59,6 +59,7 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[AsyncClient]:
                 fake.base_url,
                 max_requests_per_second=args.rate,
                 poll=getattr(args, "poll", None),
+                cache=False,  # a throwaway emulator on a random port: nothing worth keeping
             ) as client,
         ):
             yield client
@@ -69,6 +70,7 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[AsyncClient]:
         max_requests_per_second=args.rate,
         allow_insecure=args.allow_insecure,
         poll=getattr(args, "poll", None),  # the batch's own (see _batch.py)
+        cache=not getattr(args, "no_cache", False),
     ) as client:
         yield client
 

@@ -142,7 +142,15 @@ def add_connection(parser: argparse.ArgumentParser, *, sandbox: bool = True) -> 
         "--rate",
         type=_positive,
         metavar="R",
-        help="at most R requests a second (default: no limit of our own; 429s pause the client)",
+        help="at most R requests a second (default: none set; the client learns the "
+        "account's limit from the server's 429 answers)",
+    )
+    group.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor save what was learned of the models' timing (also: "
+        "RUNCOMFY_CACHE=off; the cache folder is $RUNCOMFY_CACHE_DIR, default the user's "
+        "cache folder)",
     )
     group.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
 
