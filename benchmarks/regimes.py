@@ -16,7 +16,9 @@ per job count the submit, every check and the result.
 * ``cold``: five fresh processes with empty caches each run one 15 s job, beside five 2 s
   loops with one job each.
 * ``batch300`` / ``batch200``: 300 jobs of 10 s (sigma 0.3), 200 of 30 s (sigma 0.5), all
-  submitted at once by a cold client.
+  submitted at once by a cold client; once per emulator seed of :data:`BATCH_SEEDS`, side
+  by side, judged on the medians (each seed's figures are shown). ``python -m
+  benchmarks.frontier`` gives the floor no client can beat at these spreads.
 * ``small``: the 40-prompt demo of the README (``examples/prompts.txt``, the CLI sandbox's
   emulator settings: 1.5 s jobs, sigma 0.4, 16 server slots), through ``client.map()``.
 * ``limit``: an emulator limit of 20 requests a second (burst 20, Retry-After 1) the client
@@ -29,6 +31,7 @@ per job count the submit, every check and the result.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -45,6 +48,8 @@ T2I = "google/nano-banana-2/text-to-image"
 FAST = "google/nano-banana-2-lite/text-to-image"
 SLOW = "google/nano-banana/pro/text-to-image"
 PROMPTS = Path(__file__).resolve().parent.parent / "examples" / "prompts.txt"
+BATCH_SEEDS = (13, 21, 34)
+"""The emulator seeds each cold batch runs with (one emulator and one client process each)."""
 KEYS = ("warm", "cold", "batch300", "batch200", "small", "limit", "mixed")
 CELL_TIMEOUT = 900.0
 
@@ -117,15 +122,33 @@ def cold(tmp: Path) -> dict[str, Any]:
 
 
 def batch(tmp: Path, key: str, jobs: int, mean: float, sigma: float) -> dict[str, Any]:
-    args = ("--duration-mean", str(mean), "--duration-sigma", str(sigma), "--seed", "13")
-    with emulator(*args) as emu:
-        spec = {"kind": "batch", "jobs": jobs, "models": [T2I], "base_url": emu.base_url,
-                "cache_dir": str(tmp / key)}  # fmt: skip
-        (run,) = run_cells(spec)
-        served = emu.stats()["requests"]
-    out = summary([run], mean)
-    out["server_requests_per_job"] = sum(n for e, n in served.items() if e != "other") / jobs
-    return out
+    """One cold batch per seed of :data:`BATCH_SEEDS`, side by side: each seed's figures, medians.
+
+    A single draw of a few hundred durations moves these figures a lot.
+    """
+    args = ("--duration-mean", str(mean), "--duration-sigma", str(sigma))
+    with contextlib.ExitStack() as stack:
+        emus = [stack.enter_context(emulator(*args, "--seed", str(s))) for s in BATCH_SEEDS]
+        base = {"kind": "batch", "jobs": jobs, "models": [T2I]}
+        specs = [
+            {**base, "base_url": emu.base_url, "cache_dir": str(tmp / f"{key}-{seed}")}
+            for emu, seed in zip(emus, BATCH_SEEDS, strict=True)
+        ]
+        runs = run_cells(*specs)
+        served = [emu.stats()["requests"] for emu in emus]
+    seeds: dict[str, Any] = {}
+    for seed, run, counts in zip(BATCH_SEEDS, runs, served, strict=True):
+        out = summary([run], mean)
+        out["server_requests_per_job"] = sum(n for e, n in counts.items() if e != "other") / jobs
+        seeds[str(seed)] = out
+    done = [o for o in seeds.values() if o.get("delay_p50") is not None]
+    return {
+        "seeds": seeds,
+        "delay_p50": statistics.median(o["delay_p50"] for o in done) if done else None,
+        "server_requests_per_job": (
+            statistics.median(o["server_requests_per_job"] for o in done) if done else None
+        ),
+    }
 
 
 def small(tmp: Path) -> dict[str, Any]:
@@ -207,11 +230,16 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             ratio(f"{title}: requests/job / 2 s loop's", o["requests_per_job"],
                   lp["requests_per_job"], request_limit, ".2f")  # fmt: skip
     for key, req in (("batch300", 3.3), ("batch200", 3.5)):
-        if key in r:
+        if key in r and r[key]["delay_p50"] is not None:
             b = r[key]
-            rows.append((f"{key}: requests/job (server)", f"{b['server_requests_per_job']:.2f}",
-                         f"<= {req:g}", b["server_requests_per_job"] <= req))  # fmt: skip
-            rows.append((f"{key}: delay p50", f"{100 * b['delay_p50']:.1f} %", "<= 15 %",
+            per = list(b["seeds"].values())
+            reqs = ", ".join(f"{o['server_requests_per_job']:.2f}" for o in per)
+            delays = ", ".join(f"{100 * o['delay_p50']:.1f}" for o in per)
+            rows.append((f"{key}: requests/job (server), median of seeds",
+                         f"{b['server_requests_per_job']:.2f} ({reqs})", f"<= {req:g}",
+                         b["server_requests_per_job"] <= req))  # fmt: skip
+            rows.append((f"{key}: delay p50, median of seeds",
+                         f"{100 * b['delay_p50']:.1f} % ({delays})", "<= 15 %",
                          b["delay_p50"] <= 0.15))  # fmt: skip
     if "small" in r:
         s = r["small"]["server_requests_per_job"]
