@@ -45,8 +45,8 @@ MIN_STEP = 0.1
 """A job's next check is at least this share of its elapsed time after the last one.
 
 Far in the fitted tail, the survival ratio alone would check ever more often (a log-normal's
-hazard keeps rising there); real durations have heavier tails than the fit, and a job that
-late is answered within this share of its duration anyway."""
+hazard keeps rising there), while real durations often have heavier tails than a log-normal
+fit; a job that late is answered within this share of its duration anyway."""
 
 
 @dataclass

@@ -206,26 +206,19 @@ class ModelState:
             self.queue.ended(time.monotonic())  # no later than this: never too early
 
     def release_waiting(
-        self,
-        now: float,
-        first: float,
-        tick: float,
-        place: Callable[[Entry], None],
-        limit: int | None = None,
+        self, now: float, first: float, tick: float, place: Callable[[Entry], None]
     ) -> float | None:
         """Place the first check of the waiting jobs that come due within ``tick``.
 
         Waiting jobs are in submit order, and every never-checked job's first check is the
         same elapsed time ``first``, so the due ones are a prefix of the list. ``place``
         schedules a job's check at ``entry.ref + first``. A job the queue tracker says is
-        still queued joins the line instead. At most ``limit`` jobs are released (a scout
-        wave). Returns when the next one comes due.
+        still queued joins the line instead. Returns when the next one comes due.
         """
         horizon = now + tick
         waiting = self.waiting
         rate = self.drain.rate() if self.queue.queueing(now) else None
-        left = len(waiting) if limit is None else limit
-        while waiting and left > 0 and waiting[0].ref + first <= horizon:
+        while waiting and waiting[0].ref + first <= horizon:
             entry = waiting.popleft()
             if entry.gone():
                 continue
@@ -237,7 +230,6 @@ class ModelState:
                     continue
                 entry.ref = predicted[0]
             place(entry)
-            left -= 1
         return waiting[0].ref + first - tick if waiting else None
 
     def release_line(

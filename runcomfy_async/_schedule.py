@@ -16,7 +16,8 @@ duration late. Two regimes need more than that:
   ``h(t)`` (the chance a second that a running job ends) and a check worth ``c`` seconds
   of delay, the gap is ``sqrt(2 c / h(t))``; inside the likely window it never exceeds a
   fixed :data:`LONE_BOUND`, so a lone job is answered within about that bound, not a
-  share of its duration. A check is worth ``c`` times the jobs in flight (each check
+  share of its duration (past the window, where only a few jobs still run, checks spread
+  out with the job's age instead). A check is worth ``c`` times the jobs in flight (each check
   takes budget from all of them), so gaps grow with the square root of that number, as
   does the bound, and the requests this spends grow only as that root while the bulk
   schedule's grow with the jobs: from a handful to a few dozen jobs on (the wider the
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import math
 
-from ._estimate import DurationModel
+from ._estimate import MIN_STEP, DurationModel
 
 __all__ = [
     "GENERIC_PRIOR",
@@ -119,10 +120,17 @@ def lone_next(
     cost = LONE_COST * knob(ratio) * jobs * (COLD_COST if cold else 1.0)
     bound = LONE_BOUND * knob(ratio) * math.sqrt(jobs)
     opens = model.quantile(WINDOW_OPENS)
-    hazard = model.hazard(max(elapsed, opens))
+    # Past the median the hazard is held at its value there: a log-normal's keeps rising
+    # into the tail, which would check a late job ever more often for little gain.
+    hazard = min(model.hazard(max(elapsed, opens)), model.hazard(model.quantile(0.5)))
     gap = math.sqrt(2.0 * cost / hazard) if hazard > 0 else math.inf
     if elapsed >= opens:
-        return elapsed + min(bound, gap)
+        step = min(bound, gap)
+        if elapsed >= model.quantile(1.0 - WINDOW_OPENS):
+            # Past the likely window (a job later than all but a few): the bound no longer
+            # holds, checks spread out with the job's age as the bulk schedule's do.
+            step = max(step, MIN_STEP * elapsed)
+        return elapsed + step
     # Before the window: its opening, unless checks are worth too little even there (many
     # jobs in flight), in which case later than the bulk schedule would anyway.
     return max(opens, elapsed + gap)
