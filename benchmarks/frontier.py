@@ -10,7 +10,8 @@ fetches the result) and answers a job that ends in ``(t_{k-1}, t_k]`` at ``t_k``
 median delay is at most ``x`` (a share of the mean) when jobs ending in the windows
 ``[t_k - x, t_k]`` make up half of all jobs. This computes, by dynamic programming over
 a fine grid of check times with a Lagrange weight on that share (bisected), the fewest
-requests a job with which any fixed schedule reaches it. Jobs submitted at once get
+requests a job with which any fixed schedule reaches it (``--relative``: each job's delay
+measured against its own duration instead). Jobs submitted at once get
 nothing from one another's answers beyond the distribution, which this client already
 knows, so no schedule a real (learning) client runs can beat it. A target below this
 floor cannot be met; one just above it leaves nothing for learning the distribution.
@@ -25,10 +26,14 @@ from statistics import NormalDist
 _STD = NormalDist()
 
 
-def floor(sigma: float, target: float, points: int = 500) -> tuple[float, float, list[float]]:
+def floor(
+    sigma: float, target: float, points: int = 500, *, relative: bool = False
+) -> tuple[float, float, list[float]]:
     """(requests a job, share answered within ``target``, the denser schedule's check times).
 
     The floor may mix two schedules (see below); the times shown are the denser one's.
+    ``relative``: a job's delay is measured against its own duration, not the mean (a
+    check at ``t`` answers within ``target`` the jobs that ended after ``t / (1 + target)``).
     """
     mu = -sigma * sigma / 2.0  # mean 1
     lo, hi = math.exp(mu - 4.0 * sigma), math.exp(mu + 5.0 * sigma)
@@ -38,7 +43,7 @@ def floor(sigma: float, target: float, points: int = 500) -> tuple[float, float,
         return 0.0 if t <= 0 else _STD.cdf((math.log(t) - mu) / sigma)
 
     fs = [cdf(t) for t in grid]
-    window = [cdf(t - target) for t in grid]
+    window = [cdf(t / (1.0 + target) if relative else t - target) for t in grid]
 
     def solve(lam: float) -> tuple[float, float, list[float]]:
         # best[i]: least (checks - lam * covered) from a check at grid[i] on, to the end.
@@ -91,11 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigma", type=float, nargs="+", default=[0.2, 0.3, 0.5])
     parser.add_argument("--target", type=float, default=0.15, help="median delay / mean")
     parser.add_argument("--points", type=int, default=500, help="grid points (finer: slower)")
+    parser.add_argument(
+        "--relative", action="store_true", help="each job's delay / its own duration, not the mean"
+    )
     args = parser.parse_args(argv)
-    print("| sigma | median delay | fewest requests a job | checks at (x mean) |")
+    of = "of each job's own duration" if args.relative else "of the mean"
+    print(f"| sigma | median delay ({of}) | fewest requests a job | checks at (x mean) |")
     print("|---|---|---|---|")
     for sigma in args.sigma:
-        requests, _, times = floor(sigma, args.target, args.points)
+        requests, _, times = floor(sigma, args.target, args.points, relative=args.relative)
         shown = ", ".join(f"{t:.2f}" for t in times[:6]) + (" ..." if len(times) > 6 else "")
         print(f"| {sigma} | <= {args.target:.0%} | {requests:.2f} | {shown} |")
     return 0

@@ -10,9 +10,9 @@ same run. The fixed 2 s loop is RunComfy's CLI interval, over aiohttp. Delays ar
 ``time.time()`` when the result is in hand minus the server's ``finished_at``; requests
 per job count the submit, every check and the result.
 
-* ``warm``: one process learns 20 jobs of 15 s (sigma 0.2) at once; then three fresh
-  processes each run 3 jobs one after another (their median delay is over all 9 jobs),
-  beside three 2 s loops each running 3 jobs one after another.
+* ``warm``: one process learns 20 jobs of 15 s (sigma 0.2) at once; then six fresh
+  processes (:data:`WARM_PROCESSES`) each run 3 jobs one after another (their median
+  delay is over all 18 jobs), beside six 2 s loops each running 3 jobs one after another.
 * ``cold``: five fresh processes with empty caches each run one 15 s job, beside five 2 s
   loops with one job each.
 * ``batch300`` / ``batch200``: 300 jobs of 10 s (sigma 0.3), 200 of 30 s (sigma 0.5), all
@@ -25,7 +25,8 @@ per job count the submit, every check and the result.
   is not told; 300 one-second jobs submitted in a loop, then (a fresh emulator) all
   gathered at once.
 * ``mixed``: 100 jobs of a 5 s model and 100 of a 20 s model interleaved in one client,
-  beside two clients with 100 jobs of one model each, all three at once.
+  beside two clients with 100 jobs of one model each, all three at once; once per seed of
+  :data:`BATCH_SEEDS` (side by side), the jobs of the three seeds pooled.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ T2I = "google/nano-banana-2/text-to-image"
 FAST = "google/nano-banana-2-lite/text-to-image"
 SLOW = "google/nano-banana/pro/text-to-image"
 PROMPTS = Path(__file__).resolve().parent.parent / "examples" / "prompts.txt"
+WARM_PROCESSES = 6
+"""Fresh processes of 3 lone jobs each in ``warm`` (one long draw moves a handful of jobs'
+requests by a tenth)."""
 BATCH_SEEDS = (13, 21, 34)
 """The emulator seeds each cold batch runs with (one emulator and one client process each)."""
 KEYS = ("warm", "cold", "batch300", "batch200", "small", "limit", "mixed")
@@ -104,8 +108,8 @@ def warm(tmp: Path) -> dict[str, Any]:
         base = {"base_url": emu.base_url, "cache_dir": cache}
         learn = run_cells({**base, "kind": "batch", "jobs": 20, "models": [T2I]})
         ours = {**base, "kind": "sequential", "jobs": 3, "model": T2I}
-        loop = {**base, "kind": "loop2s", "jobs": 3, "streams": 3, "model": T2I}
-        *mine, theirs = run_cells(ours, ours, ours, loop)
+        loop = {**base, "kind": "loop2s", "jobs": 3, "streams": WARM_PROCESSES, "model": T2I}
+        *mine, theirs = run_cells(*[ours] * WARM_PROCESSES, loop)
     return {"learn": summary(learn), "ours": summary(mine), "loop": summary([theirs])}
 
 
@@ -193,20 +197,28 @@ def limit(tmp: Path) -> dict[str, Any]:
 
 
 def mixed(tmp: Path) -> dict[str, Any]:
-    args = ("--model-duration", f"{FAST}=5,0.3", "--model-duration", f"{SLOW}=20,0.3",
-            "--seed", "15")  # fmt: skip
-    with emulator(*args) as emu:
-        base = {"kind": "batch", "base_url": emu.base_url}
-        both, fast, slow = run_cells(
-            {**base, "jobs": 200, "models": [FAST, SLOW], "cache_dir": str(tmp / "mixed")},
-            {**base, "jobs": 100, "models": [FAST], "cache_dir": str(tmp / "fast")},
-            {**base, "jobs": 100, "models": [SLOW], "cache_dir": str(tmp / "slow")},
-        )
+    """Per seed of :data:`BATCH_SEEDS`, one emulator running the three clients at once.
+
+    The figures pool the seeds' jobs: a single cold start of 100 jobs moves by a few tenths.
+    """
+    args = ("--model-duration", f"{FAST}=5,0.3", "--model-duration", f"{SLOW}=20,0.3")
+    with contextlib.ExitStack() as stack:
+        emus = [stack.enter_context(emulator(*args, "--seed", str(s))) for s in BATCH_SEEDS]
+        specs = []
+        for emu, seed in zip(emus, BATCH_SEEDS, strict=True):
+            base = {"kind": "batch", "base_url": emu.base_url}
+            specs += [
+                {**base, "jobs": 200, "models": [FAST, SLOW], "cache_dir": str(tmp / f"m{seed}")},
+                {**base, "jobs": 100, "models": [FAST], "cache_dir": str(tmp / f"f{seed}")},
+                {**base, "jobs": 100, "models": [SLOW], "cache_dir": str(tmp / f"s{seed}")},
+            ]
+        runs = run_cells(*specs)
+    both, fast, slow = runs[0::3], runs[1::3], runs[2::3]
     return {
-        "mixed_fast": summary([both], 5.0, FAST),
-        "mixed_slow": summary([both], 20.0, SLOW),
-        "alone_fast": summary([fast], 5.0),
-        "alone_slow": summary([slow], 20.0),
+        "mixed_fast": summary(both, 5.0, FAST),
+        "mixed_slow": summary(both, 20.0, SLOW),
+        "alone_fast": summary(fast, 5.0),
+        "alone_slow": summary(slow, 20.0),
     }
 
 
