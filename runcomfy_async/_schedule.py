@@ -47,7 +47,7 @@ LADDER = 2.0
 """Growth of a probe's ladder from one rung to the next."""
 PROBE_RATIO = 0.75
 """The ratio probes are checked at once a job finished, while other jobs wait on them."""
-LONE_COST = 0.07
+LONE_COST = 0.05
 """Seconds of delay a check is worth for a lone job, at the default ratio."""
 COLD_COST = 2.0
 """A check is worth this many times more while only a prior is known (it is a guess)."""
@@ -55,8 +55,11 @@ LONE_BOUND = 1.5
 """The longest gap between two checks of a lone job inside its likely window (seconds)."""
 LONE_MAX = 256
 """Above this many jobs in flight the lone-job rule is not even computed (it never wins)."""
-WINDOW_OPENS = 0.97
-"""The likely window opens where this share of jobs is still running."""
+WINDOW_OPENS = 0.9
+"""The likely window opens where this share of jobs is still running (the few that end
+sooner are answered at its opening: a check for each of them would cost every job one)."""
+WINDOW_CLOSES = 0.03
+"""The likely window closes where this share of jobs is still running."""
 DEFAULT_RATIO = 0.52
 """The ratio :data:`LONE_COST` and :data:`LONE_BOUND` are stated for."""
 
@@ -126,7 +129,7 @@ def lone_next(
     gap = math.sqrt(2.0 * cost / hazard) if hazard > 0 else math.inf
     if elapsed >= opens:
         step = min(bound, gap)
-        if elapsed >= model.quantile(1.0 - WINDOW_OPENS):
+        if elapsed >= model.quantile(WINDOW_CLOSES):
             # Past the likely window (a job later than all but a few): the bound no longer
             # holds, checks spread out with the job's age as the bulk schedule's do.
             step = max(step, MIN_STEP * elapsed)

@@ -17,6 +17,7 @@ from runcomfy_async._planning import SCOUT_MIN
 from runcomfy_async._schedule import (
     LADDER,
     LONE_BOUND,
+    WINDOW_CLOSES,
     WINDOW_OPENS,
     ladder_next,
     lone_next,
@@ -55,7 +56,7 @@ def test_lone_job_gaps_are_bounded_in_absolute_time(median: float) -> None:
     window's end (a job later than all but a few) they grow with the job's age.
     """
     durations = model(median, 0.3)
-    closes = durations.quantile(1.0 - WINDOW_OPENS)
+    closes = durations.quantile(WINDOW_CLOSES)
     checks = lone_schedule(durations, durations.quantile(0.001))
     inside = [c for c in checks if durations.quantile(WINDOW_OPENS) <= c <= closes]
     gaps = [b - a for a, b in itertools.pairwise(inside)]
