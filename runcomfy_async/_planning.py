@@ -25,7 +25,7 @@ from ._config import PollSettings
 from ._estimate import DurationModel
 from ._learned import ModelKnowledge
 from ._poll_state import Entry, ModelState, Stage
-from ._schedule import PROBE_RATIO, ladder_next, probe_shift, probe_start, sooner
+from ._schedule import MANY_WAITING, ladder_next, probe_ratio, probe_shift, probe_start, sooner
 
 __all__ = ["RELEASE_TICK", "Planning"]
 
@@ -35,7 +35,7 @@ SCOUT_SURVIVAL = 0.75
 """A scout wave is checked where the estimate says a quarter of the jobs have ended."""
 SCOUT_SHARE = 0.1
 """The share of the waiting jobs a scout wave takes (see :meth:`Planning._scout`)."""
-SCOUT_MIN, SCOUT_MAX = 48, 64
+SCOUT_MIN, SCOUT_MAX = MANY_WAITING, 64
 """No scout wave below this many waiting jobs; at most this many scouts."""
 
 
@@ -113,7 +113,7 @@ class Planning:
         """A probe's next check: on its sparse ladder, or the estimate once a job finished."""
         s = self.settings
         if stats.durations.count > 0:
-            ratio = max(s.ratio, PROBE_RATIO) if stats.waiting else s.ratio
+            ratio = probe_ratio(s.ratio, len(stats.waiting))
             target = stats.durations.next_check(entry.elapsed, ratio)
         else:  # past a rung by less than the jitter is still that rung: skip to the next
             elapsed = max(

@@ -9,8 +9,9 @@ duration late. Two regimes need more than that:
   a rung, so that together the probes sweep the time axis finely while each one spends
   about ``log(duration / first_check) / log(LADDER)`` checks: about the same number of
   requests whether jobs take one second or a minute (:func:`ladder_next`). Once one has
-  finished, the others are checked on the estimate at :data:`PROBE_RATIO`, denser than
-  the bulk's, since every job waiting for the estimate waits on them.
+  finished, the others are checked on the estimate; denser than the bulk's while many jobs
+  wait for the estimate (they all wait on the probes), at the bulk's own ratio when few do
+  and the extra checks would cost more than the wait (:func:`probe_ratio`).
 * **Few jobs in flight: idle budget spent on latency.** A lone job's checks gather where it
   is likely to end, spaced by the classic optimal-inspection rule: with a hazard rate
   ``h(t)`` (the chance a second that a running job ends) and a check worth ``c`` seconds
@@ -38,6 +39,7 @@ __all__ = [
     "knob",
     "ladder_next",
     "lone_next",
+    "probe_ratio",
     "probe_shift",
     "probe_start",
     "sooner",
@@ -46,7 +48,9 @@ __all__ = [
 LADDER = 2.0
 """Growth of a probe's ladder from one rung to the next."""
 PROBE_RATIO = 0.75
-"""The ratio probes are checked at once a job finished, while other jobs wait on them."""
+"""The ratio probes are checked at once a job finished, while many jobs wait on them."""
+MANY_WAITING = 48
+"""Jobs waiting for a first estimate worth denser probes (and a scout wave) to learn sooner."""
 LONE_COST = 0.05
 """Seconds of delay a check is worth for a lone job, at the default ratio."""
 COLD_COST = 2.0
@@ -70,6 +74,16 @@ PRIOR_WEIGHT = 1.0
 GOLDEN = (5**0.5 - 1) / 2
 STAGGER = 0.25
 """Rungs between the starts of two successive probes' ladders (see :func:`probe_start`)."""
+
+
+def probe_ratio(ratio: float, waiting: int) -> float:
+    """The ratio a probe is checked at once a job finished, with ``waiting`` jobs waiting.
+
+    Every waiting job's first check waits for the probes, so while many wait a probe is
+    worth checking more often (:data:`PROBE_RATIO`); with few (a small batch) the extra
+    checks, spread over few jobs, would cost more requests a job than they save in delay.
+    """
+    return max(ratio, PROBE_RATIO) if waiting >= MANY_WAITING else ratio
 
 
 def probe_start(first_check: float, seq: int) -> float:

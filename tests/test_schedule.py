@@ -17,10 +17,13 @@ from runcomfy_async._planning import SCOUT_MIN
 from runcomfy_async._schedule import (
     LADDER,
     LONE_BOUND,
+    MANY_WAITING,
+    PROBE_RATIO,
     WINDOW_CLOSES,
     WINDOW_OPENS,
     ladder_next,
     lone_next,
+    probe_ratio,
     probe_shift,
 )
 from runcomfy_async.testing import FakeRunComfy
@@ -151,6 +154,18 @@ async def test_lone_job_answered_within_the_bound(tmp_path: Path) -> None:
     # check a lone job far less often, but this is about the bound holding end to end.
     assert delay <= LONE_BOUND + 1.0
     assert checks <= 15
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.52, 0.9])
+def test_probes_check_densely_only_while_many_jobs_wait_on_them(ratio: float) -> None:
+    """A small batch's probes follow the bulk ratio; a big one's learn sooner (never sparser)."""
+    for waiting in (0, 1, MANY_WAITING - 1):
+        assert probe_ratio(ratio, waiting) == ratio
+    for waiting in (MANY_WAITING, 10 * MANY_WAITING):
+        assert probe_ratio(ratio, waiting) == max(ratio, PROBE_RATIO)
+    durations = model(1.0, 0.3)
+    few, many = (durations.next_check(0.8, probe_ratio(0.52, n)) for n in (0, MANY_WAITING))
+    assert 0.8 < many < few  # denser: the next check sooner
 
 
 def test_a_late_job_is_not_checked_ever_more_often() -> None:
