@@ -21,7 +21,8 @@ per job count the submit, every check and the result.
   by side, judged on the medians (each seed's figures are shown). ``python -m
   benchmarks.frontier`` gives the floor no client can beat at these spreads.
 * ``small``: the 40-prompt demo of the README (``examples/prompts.txt``, the CLI sandbox's
-  emulator settings: 1.5 s jobs, sigma 0.4, 16 server slots), through ``client.map()``.
+  emulator settings: 1.5 s jobs, sigma 0.4, 16 server slots), through ``client.map()``,
+  cold, once per seed of :data:`SMALL_SEEDS`, judged on the median (each seed's shown).
 * ``limit``: an emulator limit of 20 requests a second (burst 20, Retry-After 1) the client
   is not told; 300 one-second jobs submitted in a loop, then (a fresh emulator) all
   gathered at once.
@@ -55,6 +56,8 @@ WARM_PROCESSES = 10
 requests by a tenth)."""
 BATCH_SEEDS = (13, 21, 34)
 """The emulator seeds each cold batch runs with (one emulator and one client process each)."""
+SMALL_SEEDS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+"""The emulator seeds the 40-prompt demo runs with, one after another."""
 KEYS = ("warm", "cold", "batch300", "batch200", "small", "limit", "mixed")
 CELL_TIMEOUT = 900.0
 
@@ -158,19 +161,30 @@ def batch(tmp: Path, key: str, jobs: int, mean: float, sigma: float) -> dict[str
 
 
 def small(tmp: Path) -> dict[str, Any]:
+    """The demo once per seed of :data:`SMALL_SEEDS`, one after another: each seed's figure, median.
+
+    Forty jobs are few: one draw with a long last wave moves requests a job by half a request.
+    """
     args = ("--duration-mean", "1.5", "--duration-sigma", "0.4", "--concurrency", "16")
-    with emulator(*args) as emu:
-        prompts = [line.strip() for line in PROMPTS.read_text().splitlines() if line.strip()]
-        spec = {"kind": "map", "model": T2I, "prompts": prompts, "base_url": emu.base_url,
-                "cache_dir": str(tmp / "small")}  # fmt: skip
-        (run,) = run_cells(spec)
-        served = emu.stats()["requests"]
-    jobs = len(run.get("jobs", [])) or 1
+    prompts = [line.strip() for line in PROMPTS.read_text().splitlines() if line.strip()]
+    seeds: dict[str, Any] = {}
+    for seed in SMALL_SEEDS:
+        with emulator(*args, "--seed", str(seed)) as emu:
+            spec = {"kind": "map", "model": T2I, "prompts": prompts, "base_url": emu.base_url,
+                    "cache_dir": str(tmp / f"small-{seed}")}  # fmt: skip
+            (run,) = run_cells(spec)
+            served = emu.stats()["requests"]
+        jobs = len(run.get("jobs", [])) or 1
+        seeds[str(seed)] = {
+            "jobs": jobs,
+            "requests_per_job": run.get("requests_per_job"),
+            "server_requests_per_job": sum(n for e, n in served.items() if e != "other") / jobs,
+            "errors": [run["error"]] if "error" in run else [],
+        }
+    done = [o["server_requests_per_job"] for o in seeds.values() if not o["errors"]]
     return {
-        "jobs": jobs,
-        "requests_per_job": run.get("requests_per_job"),
-        "server_requests_per_job": sum(n for e, n in served.items() if e != "other") / jobs,
-        "errors": [run["error"]] if "error" in run else [],
+        "seeds": seeds,
+        "server_requests_per_job": statistics.median(done) if done else None,
     }
 
 
@@ -255,10 +269,12 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             rows.append((f"{key}: delay p50, median of seeds",
                          f"{100 * b['delay_p50']:.1f} % ({delays})", "<= 15 %",
                          b["delay_p50"] <= 0.15))  # fmt: skip
-    if "small" in r:
+    if "small" in r and r["small"]["server_requests_per_job"] is not None:
         s = r["small"]["server_requests_per_job"]
-        name = "small batch (40-prompt demo): requests/job (server)"
-        rows.append((name, f"{s:.2f}", "<= 3.3", s <= 3.3))
+        each = [o["server_requests_per_job"] for o in r["small"]["seeds"].values()]
+        name = "small batch (40-prompt demo): requests/job (server), median of seeds"
+        shown = f"{s:.2f} ({', '.join(f'{x:.2f}' for x in each)})"
+        rows.append((name, shown, "<= 3.3", s <= 3.3))
     if "limit" in r:
         for mode, lim in r["limit"].items():
             share = lim["share_429"]
