@@ -60,6 +60,9 @@ class Planning:
     def _ask_position(self, stats: ModelState, entry: Entry, now: float) -> None:
         raise NotImplementedError
 
+    def _look_behind(self, stats: ModelState, now: float) -> None:
+        raise NotImplementedError
+
     def knowledge(self) -> dict[str, ModelKnowledge]:
         """What this client learned, per model, for the next one (see the cache)."""
         now = time.time()
@@ -141,6 +144,8 @@ class Planning:
                 upcoming = scout if upcoming is None else min(upcoming, scout)
             if not stats.learned or not (stats.waiting or stats.in_queue):
                 continue
+            if stats.waiting:  # jobs submitted since the last look may have queued
+                self._look_behind(stats, now)
             first = sooner(
                 stats.durations.next_check(0.0, self.settings.ratio),
                 stats.durations,

@@ -213,7 +213,8 @@ class ModelState:
         Waiting jobs are in submit order, and every never-checked job's first check is the
         same elapsed time ``first``, so the due ones are a prefix of the list. ``place``
         schedules a job's check at ``entry.ref + first``. A job the queue tracker says is
-        still queued joins the line instead. Returns when the next one comes due.
+        still queued, or queued at a turn not timed yet, joins the line instead. Returns when
+        the next one comes due.
         """
         horizon = now + tick
         waiting = self.waiting
@@ -223,6 +224,12 @@ class ModelState:
             if entry.gone():
                 continue
             predicted = self.queue.predict_start(entry.seq, rate, now)
+            if predicted is None and self.queue.behind(entry.seq):
+                # It queued (our first jobs filled the slots), its turn not timed yet (no
+                # speed measured): not started at its submit; the line times it.
+                entry.waited = True
+                self.line_up(entry)
+                continue
             if predicted is not None and predicted[0] > entry.ref:
                 entry.waited = True  # it queued: its clock starts when its turn came
                 if predicted[0] + first > horizon:

@@ -355,13 +355,20 @@ class Poller(Planning):
         self._plan(entry, stats)
 
     def _look_behind(self, stats: ModelState, now: float) -> None:
-        """While probes learn, ask once where our newest job stands: /status, one request.
+        """Ask where our newest job stands, /status, one request, until a queue is seen.
 
         If the server queues our jobs, the newest is queued, and its position says how many
         of ours started at their submit, before any of them is checked at the wrong time.
+        Asked while probes learn and as waiting jobs are released; again only once the jobs
+        followed have doubled since the last ask (submits spread out may queue later).
         """
         queue = stats.queue
-        if queue.queueing(now) or now - queue.asked_at < queue.memory:
+        if queue.queueing(now):
+            return
+        if now - queue.asked_at < queue.memory and stats.seq < 2 * queue.asked_seq:
+            # Asked lately, and few jobs came since. (Submits that go on after a look found
+            # the newest job running may fill the slots later: a look each time the jobs
+            # double, a handful of requests for any batch, finds that queue.)
             return
         self._ask_newest(stats, stats.waiting, now)
 
@@ -374,6 +381,7 @@ class Poller(Planning):
     def _ask_position(self, stats: ModelState, entry: Entry, now: float) -> None:
         """Check ``entry`` with ``GET /status`` at once: a look at the queue, on its way."""
         stats.queue.asked_at = now
+        stats.queue.asked_seq = max(stats.queue.asked_seq, entry.seq)
         entry.ask_status = True
         self._schedule(entry, now)
 

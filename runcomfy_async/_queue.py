@@ -37,6 +37,8 @@ class QueueTracker:
     retain: float = 300.0
     """Seconds of finish times kept; older ones are folded into a count (see :meth:`ended`)."""
     asked_at: float = -1.0
+    asked_seq: int = 0
+    """The newest of our jobs whose place was asked (the looks behind double it, see the poller)."""
     observations: collections.deque[tuple[float, int, int]] = field(
         default_factory=lambda: collections.deque(maxlen=64)
     )
@@ -133,6 +135,11 @@ class QueueTracker:
         t, position, seq = self.observations[-1]
         direct = seq - position - 1 - self.dropped - bisect.bisect_right(self.ends, t)
         return direct if direct >= 0 else None
+
+    def behind(self, seq: int) -> bool:
+        """Whether our job number ``seq`` queued: it came after those that started at submit."""
+        direct = self.direct()
+        return direct is not None and seq > direct
 
     def queueing(self, now: float) -> bool:
         """Whether jobs of this model were seen queued recently."""

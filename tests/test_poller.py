@@ -399,3 +399,30 @@ async def test_queued_probes_are_not_checked_in_a_loop() -> None:
             await asyncio.sleep(3.0)  # a window to count requests in, not a timing
             checks = fake.requests["result"] + fake.requests["status"]
     assert checks < 150  # it was over 600 when each queued probe looked every 0.25 s
+
+
+async def test_a_queue_that_forms_after_the_first_look_is_found() -> None:
+    """Submits that go on after a look found our newest job running may queue later.
+
+    Once the client's jobs have doubled since that look it looks again (not only after
+    the look's 30 s memory): the jobs that queued are timed by the queue, not taken to
+    have started at their submit.
+    """
+    async with FakeRunComfy(
+        token=TOKEN, duration_mean=20.0, duration_sigma=0.0, concurrency=8, seed=2
+    ) as fake:
+        async with AsyncClient(TOKEN, fake.base_url, retry=FAST_RETRY, cache=False) as client:
+            for i in range(8):
+                await client.submit(T2I, {"prompt": f"a{i}"})
+            with anyio.fail_after(20):  # events, not timings: each look is answered
+                while fake.requests["status"] < 1:
+                    await asyncio.sleep(0.01)
+                assert fake.job_states().get("queued", 0) == 0  # it found the newest running
+                for i in range(8):
+                    await client.submit(T2I, {"prompt": f"b{i}"})  # these queue
+                while fake.requests["status"] < 2:
+                    await asyncio.sleep(0.01)
+                stats = client._require_open()._stats(T2I)
+                while not stats.queue.observations:
+                    await asyncio.sleep(0.01)
+    assert stats.queue.direct() == 8  # the first eight started at their submit, no more
