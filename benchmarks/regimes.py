@@ -87,6 +87,11 @@ def run_cells(*specs: dict[str, Any]) -> list[dict[str, Any]]:
     return [finish(p) for p in procs]
 
 
+def api_requests(served: dict[str, int]) -> int:
+    """Requests an emulator answered on the Model API's endpoints (its outputs not counted)."""
+    return sum(n for endpoint, n in served.items() if endpoint != "other")
+
+
 def summary(
     runs: list[dict[str, Any]], mean: float | None = None, model: str | None = None
 ) -> dict[str, Any]:
@@ -148,7 +153,7 @@ def batch(tmp: Path, key: str, jobs: int, mean: float, sigma: float) -> dict[str
     seeds: dict[str, Any] = {}
     for seed, run, counts in zip(BATCH_SEEDS, runs, served, strict=True):
         out = summary([run], mean)
-        out["server_requests_per_job"] = sum(n for e, n in counts.items() if e != "other") / jobs
+        out["server_requests_per_job"] = api_requests(counts) / jobs
         seeds[str(seed)] = out
     done = [o for o in seeds.values() if o.get("delay_p50") is not None]
     return {
@@ -178,7 +183,7 @@ def small(tmp: Path) -> dict[str, Any]:
         seeds[str(seed)] = {
             "jobs": jobs,
             "requests_per_job": run.get("requests_per_job"),
-            "server_requests_per_job": sum(n for e, n in served.items() if e != "other") / jobs,
+            "server_requests_per_job": api_requests(served) / jobs,
             "errors": [run["error"]] if "error" in run else [],
         }
     done = [o["server_requests_per_job"] for o in seeds.values() if not o["errors"]]
@@ -198,7 +203,7 @@ def limit(tmp: Path) -> dict[str, Any]:
                     "base_url": emu.base_url, "cache_dir": str(tmp / f"limit-{mode}")}  # fmt: skip
             (run,) = run_cells(spec)
             stats = emu.stats()
-        sent = sum(n for e, n in stats["requests"].items() if e != "other")
+        sent = api_requests(stats["requests"])
         answered = sent - stats["rate_limited"]
         out[mode] = {
             "requests": sent,
